@@ -1,0 +1,1 @@
+namespace Fleet.Testing; public static class Placeholder { }
