@@ -1,1 +1,0 @@
-namespace Fleet.Testing; public static class Placeholder { }
