@@ -5,12 +5,12 @@ namespace Fleet.Testing;
 /// <summary>Waits for a condition with a deadline (never a fixed sleep as synchronisation).</summary>
 public static class Eventually
 {
-    public static readonly TimeSpan DefaultTimeout = TimeSpan.FromSeconds(30);
+    public static readonly TimeSpan Deadline = TimeSpan.FromSeconds(30);
 
     public static async Task<T> UntilAsync<T>(Func<Task<T>> probe, Func<T, bool> done, string what, TimeSpan? timeout = null)
     {
         var deadline = Stopwatch.StartNew();
-        var limit = timeout ?? DefaultTimeout;
+        var limit = timeout ?? Deadline;
         T last = default!;
         Exception? lastError = null;
         var pause = TimeSpan.FromMilliseconds(20);
@@ -40,8 +40,8 @@ public static class Eventually
 
     /// <summary>Awaits a task with a deadline, so a hung await fails the test instead of hanging the run.</summary>
     public static async Task<T> DefaultTimeout<T>(this Task<T> task, TimeSpan? timeout = null) =>
-        await task.WaitAsync(timeout ?? DefaultTimeout);
+        await task.WaitAsync(timeout ?? Deadline);
 
     public static async Task DefaultTimeout(this Task task, TimeSpan? timeout = null) =>
-        await task.WaitAsync(timeout ?? DefaultTimeout);
+        await task.WaitAsync(timeout ?? Deadline);
 }
