@@ -1,3 +1,21 @@
+using Fleet.Coordinator.Agents;
+using Fleet.Coordinator.Embedded;
+using Fleet.Coordinator.Hosting;
+using Fleet.Coordinator.Security;
+using Fleet.Coordinator.Storage;
+
 var builder = WebApplication.CreateBuilder(args);
+builder.AddFleetHosting();
+builder.AddStorage();
+builder.AddRedis();
+builder.Services.AddGrpc(o => o.Interceptors.Add<ActorInterceptor>()).AddJsonTranscoding();
+builder.AddAgents();
+builder.AddEmbeddedAgent();
+
 var app = builder.Build();
+app.MapFleetHealth();
+app.MapAgents();
 app.Run();
+
+/// <summary>Entry point, visible to WebApplicationFactory in tests.</summary>
+public partial class Program;

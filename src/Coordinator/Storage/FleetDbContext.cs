@@ -1,0 +1,41 @@
+using Microsoft.EntityFrameworkCore;
+using Microsoft.EntityFrameworkCore.Storage.ValueConversion;
+
+namespace Fleet.Coordinator.Storage;
+
+/// <summary>
+/// The one database context. Each feature owns its entities and their
+/// <see cref="IEntityTypeConfiguration{TEntity}"/>; they are picked up from this assembly.
+/// Two provider-specific subclasses carry their own migrations.
+/// </summary>
+public abstract class FleetDbContext(DbContextOptions options) : DbContext(options)
+{
+    public DbSet<Agents.AgentRecord> Agents => Set<Agents.AgentRecord>();
+    public DbSet<Agents.ReceivedBatch> ReceivedBatches => Set<Agents.ReceivedBatch>();
+    public DbSet<Agents.AgentEventRecord> AgentEvents => Set<Agents.AgentEventRecord>();
+
+    protected override void OnModelCreating(ModelBuilder modelBuilder) =>
+        modelBuilder.ApplyConfigurationsFromAssembly(typeof(FleetDbContext).Assembly,
+            t => t.Namespace?.StartsWith("Fleet.Coordinator", StringComparison.Ordinal) == true);
+
+    protected override void ConfigureConventions(ModelConfigurationBuilder configurationBuilder)
+    {
+        // Timestamps are stored as UTC and come back as DateTimeKind.Utc on both providers.
+        configurationBuilder.Properties<DateTime>().HaveConversion<UtcDateTimeConverter>();
+        configurationBuilder.Properties<DateTime?>().HaveConversion<NullableUtcDateTimeConverter>();
+    }
+
+    sealed class UtcDateTimeConverter() : ValueConverter<DateTime, DateTime>(
+        v => v.Kind == DateTimeKind.Utc ? v : v.ToUniversalTime(),
+        v => DateTime.SpecifyKind(v, DateTimeKind.Utc));
+
+    sealed class NullableUtcDateTimeConverter() : ValueConverter<DateTime?, DateTime?>(
+        v => v == null ? v : v.Value.Kind == DateTimeKind.Utc ? v : v.Value.ToUniversalTime(),
+        v => v == null ? v : DateTime.SpecifyKind(v.Value, DateTimeKind.Utc));
+}
+
+/// <summary>PostgreSQL (production). Migrations in Storage/Migrations/Postgres.</summary>
+public sealed class PostgresFleetDbContext(DbContextOptions<PostgresFleetDbContext> options) : FleetDbContext(options);
+
+/// <summary>SQLite (embedded default). Migrations in Storage/Migrations/Sqlite.</summary>
+public sealed class SqliteFleetDbContext(DbContextOptions<SqliteFleetDbContext> options) : FleetDbContext(options);
