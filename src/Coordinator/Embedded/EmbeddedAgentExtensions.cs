@@ -1,6 +1,95 @@
+using System.Net;
+using Fleet.Agent;
+using Fleet.Agent.Configuration;
+using Fleet.Coordinator.Hosting;
+using Fleet.Coordinator.Storage;
+using Microsoft.Extensions.Options;
+
 namespace Fleet.Coordinator.Embedded;
 
-public static class EmbeddedAgentExtensions
+/// <summary>Section "Fleet:EmbeddedAgent".</summary>
+public sealed class EmbeddedAgentOptions
 {
-    public static WebApplicationBuilder AddEmbeddedAgent(this WebApplicationBuilder builder) => builder;
+    public const string Section = "Fleet:EmbeddedAgent";
+
+    /// <summary>Run an agent for this host inside the coordinator. Default: on in embedded (SQLite) mode, off with PostgreSQL.</summary>
+    public bool? Enabled { get; set; }
+}
+
+public static partial class EmbeddedAgentExtensions
+{
+    /// <summary>
+    /// In embedded mode the coordinator also runs an agent for the local host, so a newcomer sees their own
+    /// machine at once. It is a real agent: it talks to this process over loopback gRPC like any other.
+    /// </summary>
+    public static WebApplicationBuilder AddEmbeddedAgent(this WebApplicationBuilder builder)
+    {
+        builder.Services.AddOptions<EmbeddedAgentOptions>().BindConfiguration(EmbeddedAgentOptions.Section);
+        var enabled = builder.Configuration.GetValue<bool?>($"{EmbeddedAgentOptions.Section}:Enabled")
+                      ?? builder.Configuration.Provider() == StorageProvider.Sqlite;
+        if (enabled)
+            builder.Services.AddHostedService<EmbeddedAgentService>();
+        return builder;
+    }
+
+    sealed partial class EmbeddedAgentService(
+        IOptions<FleetOptions> fleet,
+        IOptions<ListenOptions> listen,
+        IHostApplicationLifetime lifetime,
+        ILoggerFactory loggerFactory,
+        ILogger<EmbeddedAgentService> logger) : IHostedService
+    {
+        IHost? agent;
+        CancellationTokenRegistration started;
+
+        public Task StartAsync(CancellationToken cancellationToken)
+        {
+            // Start once Kestrel listens, so the agent's first connection succeeds.
+            started = lifetime.ApplicationStarted.Register(() => _ = StartAgentAsync());
+            return Task.CompletedTask;
+        }
+
+        async Task StartAgentAsync()
+        {
+            var address = IPAddress.Parse(listen.Value.Address);
+            if (address.Equals(IPAddress.Any)) address = IPAddress.Loopback;
+            if (address.Equals(IPAddress.IPv6Any)) address = IPAddress.IPv6Loopback;
+            var options = new AgentOptions
+            {
+                Coordinator = new Uri($"http://{(address.AddressFamily == System.Net.Sockets.AddressFamily.InterNetworkV6 ? $"[{address}]" : address.ToString())}:{listen.Value.GrpcPort}"),
+                StateDirectory = Path.Combine(Path.GetFullPath(fleet.Value.DataDirectory), "agent"),
+                Tags = new() { ["embedded"] = "true" },
+            };
+            var builder = Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { DisableDefaults = true });
+            builder.Services.AddSingleton(loggerFactory);
+            builder.Services.AddSingleton(typeof(ILogger<>), typeof(Logger<>));
+            builder.Services.AddFleetAgent(options);
+            try
+            {
+                agent = builder.Build();
+                await agent.StartAsync(lifetime.ApplicationStopping);
+                LogStarted(options.Coordinator, options.StateDirectory);
+            }
+            catch (Exception ex) when (ex is AgentConfigException or IOException or UnauthorizedAccessException)
+            {
+                LogFailed(ex.Message);
+            }
+        }
+
+        public async Task StopAsync(CancellationToken cancellationToken)
+        {
+            await started.DisposeAsync();
+            if (agent is not null)
+            {
+                await agent.StopAsync(cancellationToken);
+                agent.Dispose();
+            }
+        }
+
+        [LoggerMessage(Level = LogLevel.Information, Message = "Embedded agent for this host started (coordinator {Coordinator}, state {StateDirectory})")]
+        partial void LogStarted(Uri coordinator, string stateDirectory);
+
+        [LoggerMessage(Level = LogLevel.Error, Message = "Embedded agent could not start: {Problem}")]
+        partial void LogFailed(string problem);
+    }
 }

@@ -1,0 +1,45 @@
+using Fleet.Agent.Configuration;
+using Fleet.Agent.Events;
+using Fleet.Agent.Identity;
+using Fleet.Agent.Outbox;
+using Fleet.Agent.Transport;
+using Microsoft.Extensions.DependencyInjection.Extensions;
+
+namespace Fleet.Agent;
+
+/// <summary>Registers the agent's parts. Used by the agent process and by the coordinator's embedded mode.</summary>
+public static class AgentHost
+{
+    public static IServiceCollection AddFleetAgent(this IServiceCollection services, AgentOptions options, Func<HttpMessageHandler>? handlerFactory = null)
+    {
+        services.AddSingleton(options);
+        services.TryAddSingleton(TimeProvider.System);
+        services.AddSingleton(_ => AgentIdentity.Load(options));
+        services.AddSingleton(sp => DurableOutbox.Open(
+            new OutboxOptions { Directory = Path.Combine(options.StateDirectory, "outbox"), MaxBytes = options.OutboxMaxBytes },
+            sp.GetRequiredService<ILogger<DurableOutbox>>(),
+            sp.GetRequiredService<TimeProvider>()));
+        services.AddSingleton<AgentEventPublisher>();
+        services.AddSingleton(sp => new CoordinatorConnection(
+            options,
+            sp.GetRequiredService<AgentIdentity>(),
+            sp.GetRequiredService<DurableOutbox>(),
+            sp.GetRequiredService<TimeProvider>(),
+            sp.GetRequiredService<ILogger<CoordinatorConnection>>(),
+            handlerFactory));
+        services.AddHostedService<StartedEvent>();
+        services.AddHostedService(sp => sp.GetRequiredService<CoordinatorConnection>());
+        return services;
+    }
+
+    /// <summary>Records "agent.started" through the outbox, so the coordinator keeps a history of restarts.</summary>
+    sealed class StartedEvent(AgentEventPublisher events, AgentIdentity identity) : IHostedService
+    {
+        public async Task StartAsync(CancellationToken cancellationToken) =>
+            await events.PublishAsync("agent.started", $"fleet-agent {identity.Version} started on {identity.Hostname}",
+                new Dictionary<string, string> { ["version"] = identity.Version, ["pid"] = Environment.ProcessId.ToString(System.Globalization.CultureInfo.InvariantCulture) },
+                cancellationToken);
+
+        public Task StopAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+    }
+}

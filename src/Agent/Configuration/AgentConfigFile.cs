@@ -1,0 +1,136 @@
+using System.Text.Json;
+using System.Text.Json.Serialization;
+using System.Text.RegularExpressions;
+using Fleet.Protocol;
+
+namespace Fleet.Agent.Configuration;
+
+/// <summary>A configuration problem; the message names the file and the key.</summary>
+public sealed class AgentConfigException(string message) : Exception(message);
+
+/// <summary>
+/// Reads agent.json. Unknown keys, wrong types and invalid values stop the agent at start with the key's name,
+/// so a typo is never silently ignored.
+/// </summary>
+public static partial class AgentConfigFile
+{
+    public static AgentOptions Load(string path)
+    {
+        string text;
+        try { text = File.ReadAllText(path); }
+        catch (FileNotFoundException) { throw new AgentConfigException($"agent config {path}: file not found (pass --config PATH or set FLEET_AGENT_CONFIG)"); }
+        catch (DirectoryNotFoundException) { throw new AgentConfigException($"agent config {path}: file not found (pass --config PATH or set FLEET_AGENT_CONFIG)"); }
+        catch (UnauthorizedAccessException) { throw new AgentConfigException($"agent config {path}: permission denied"); }
+        return Parse(text, path);
+    }
+
+    public static AgentOptions Parse(string json, string source)
+    {
+        AgentConfigDocument? doc;
+        try
+        {
+            doc = JsonSerializer.Deserialize(json, AgentConfigJsonContext.Default.AgentConfigDocument);
+        }
+        catch (JsonException ex)
+        {
+            throw new AgentConfigException($"agent config {source}: {Describe(ex)}");
+        }
+        if (doc is null) throw new AgentConfigException($"agent config {source}: the file must hold a JSON object");
+        return Validate(doc, source);
+    }
+
+    static string Describe(JsonException ex)
+    {
+        var key = ex.Path is { Length: > 2 } p ? p[2..] : null;
+        var unknown = UnknownProperty().Match(ex.Message);
+        if (unknown.Success)
+            return $"unknown key '{(key is null ? unknown.Groups[1].Value : key)}'";
+        if (ex.Message.Contains("could not be converted", StringComparison.Ordinal))
+            return $"key '{key ?? "?"}' has the wrong type ({ExpectedType(ex.Message)})";
+        return $"invalid JSON at line {(ex.LineNumber ?? 0) + 1}: {ex.Message.Split(" Path:")[0]}";
+    }
+
+    static string ExpectedType(string message) => message switch
+    {
+        _ when message.Contains("System.Int", StringComparison.Ordinal) || message.Contains("System.Double", StringComparison.Ordinal) => "expected a number",
+        _ when message.Contains("System.String", StringComparison.Ordinal) => "expected a string",
+        _ when message.Contains("Dictionary", StringComparison.Ordinal) => "expected an object of string values",
+        _ when message.Contains("System.Boolean", StringComparison.Ordinal) => "expected true or false",
+        _ => "unexpected value",
+    };
+
+    static AgentOptions Validate(AgentConfigDocument doc, string source)
+    {
+        string Fail(string key, string problem) => throw new AgentConfigException($"agent config {source}: key '{key}': {problem}");
+        var options = new AgentOptions();
+
+        if (doc.Coordinator is not null)
+        {
+            if (!Uri.TryCreate(doc.Coordinator, UriKind.Absolute, out var uri) || (uri.Scheme != Uri.UriSchemeHttp && uri.Scheme != Uri.UriSchemeHttps) || string.IsNullOrEmpty(uri.Host))
+                Fail("coordinator", $"'{doc.Coordinator}' is not a valid URL (expected http://host:port or https://host:port)");
+            else
+                options.Coordinator = uri;
+        }
+        if (doc.AgentId is not null)
+        {
+            if (!AgentIds.IsValid(doc.AgentId)) Fail("agentId", AgentIds.Describe("value", doc.AgentId));
+            options.AgentId = doc.AgentId;
+        }
+        if (doc.StateDirectory is not null)
+        {
+            if (doc.StateDirectory.Length == 0 || !Path.IsPathRooted(doc.StateDirectory)) Fail("stateDirectory", $"'{doc.StateDirectory}' must be an absolute path");
+            options.StateDirectory = doc.StateDirectory;
+        }
+        if (doc.Tags is not null)
+        {
+            foreach (var (name, value) in doc.Tags)
+            {
+                if (!TagName().IsMatch(name)) Fail($"tags.{name}", "tag names are 1-64 characters of letters, digits, '_', '.', '-' or '/'");
+                if (value.Length > 256) Fail($"tags.{name}", "tag values are at most 256 characters");
+            }
+            options.Tags = new Dictionary<string, string>(doc.Tags, StringComparer.Ordinal);
+        }
+        if (doc.HeartbeatSeconds is { } hb)
+        {
+            if (hb is < 0.1 or > 3600) Fail("heartbeatSeconds", $"{hb} is out of range (0.1 to 3600)");
+            options.HeartbeatInterval = TimeSpan.FromSeconds(hb);
+        }
+        if (doc.ReconnectMaxSeconds is { } rm)
+        {
+            if (rm is < 1 or > 3600) Fail("reconnectMaxSeconds", $"{rm} is out of range (1 to 3600)");
+            options.ReconnectMaxDelay = TimeSpan.FromSeconds(rm);
+        }
+        if (doc.OutboxMaxMegabytes is { } mb)
+        {
+            if (mb is < 1 or > 1024 * 1024) Fail("outboxMaxMegabytes", $"{mb} is out of range (1 to 1048576)");
+            options.OutboxMaxBytes = mb * 1024L * 1024;
+        }
+        return options;
+    }
+
+    [GeneratedRegex("'([^']+)' could not be mapped")]
+    private static partial Regex UnknownProperty();
+
+    [GeneratedRegex("^[A-Za-z0-9_./-]{1,64}$")]
+    private static partial Regex TagName();
+}
+
+/// <summary>The file's shape. Every key is optional; defaults live in <see cref="AgentOptions"/>.</summary>
+public sealed class AgentConfigDocument
+{
+    public string? Coordinator { get; set; }
+    public string? AgentId { get; set; }
+    public string? StateDirectory { get; set; }
+    public Dictionary<string, string>? Tags { get; set; }
+    public double? HeartbeatSeconds { get; set; }
+    public double? ReconnectMaxSeconds { get; set; }
+    public long? OutboxMaxMegabytes { get; set; }
+}
+
+[JsonSourceGenerationOptions(
+    PropertyNamingPolicy = JsonKnownNamingPolicy.CamelCase,
+    UnmappedMemberHandling = JsonUnmappedMemberHandling.Disallow,
+    ReadCommentHandling = JsonCommentHandling.Skip,
+    AllowTrailingCommas = true)]
+[JsonSerializable(typeof(AgentConfigDocument))]
+internal sealed partial class AgentConfigJsonContext : JsonSerializerContext;

@@ -1,0 +1,30 @@
+namespace Fleet.Agent.Configuration;
+
+/// <summary>The agent's effective settings, from /etc/fleet-agent/agent.json or given by an embedding host.</summary>
+public sealed class AgentOptions
+{
+    public const string DefaultConfigPath = "/etc/fleet-agent/agent.json";
+    public const string DefaultStateDirectory = "/var/lib/fleet-agent";
+
+    /// <summary>The coordinator's gRPC address, e.g. http://coordinator:5081.</summary>
+    public Uri Coordinator { get; set; } = new("http://127.0.0.1:5081");
+
+    /// <summary>A fixed agent id; when null one is generated once and kept in the state directory.</summary>
+    public string? AgentId { get; set; }
+
+    /// <summary>Identity, epoch and outbox live here; wiping it resets the agent's state.</summary>
+    public string StateDirectory { get; set; } = DefaultStateDirectory;
+
+    public Dictionary<string, string> Tags { get; set; } = [];
+
+    /// <summary>Heartbeat interval until the coordinator's welcome says otherwise.</summary>
+    public TimeSpan HeartbeatInterval { get; set; } = TimeSpan.FromSeconds(10);
+
+    /// <summary>First reconnect delay; doubles per failure with jitter up to <see cref="ReconnectMaxDelay"/>.</summary>
+    public TimeSpan ReconnectInitialDelay { get; set; } = TimeSpan.FromMilliseconds(500);
+
+    public TimeSpan ReconnectMaxDelay { get; set; } = TimeSpan.FromSeconds(30);
+
+    /// <summary>Bound of the durable outbox on disk.</summary>
+    public long OutboxMaxBytes { get; set; } = 256L * 1024 * 1024;
+}

@@ -1,0 +1,89 @@
+using Fleet.Testing;
+using Grpc.Net.Client;
+using Microsoft.AspNetCore.Hosting;
+using Microsoft.AspNetCore.Mvc.Testing;
+using Microsoft.AspNetCore.TestHost;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.DependencyInjection.Extensions;
+
+namespace Fleet.Coordinator.Tests.Infrastructure;
+
+public enum Store { Sqlite, Postgres }
+
+/// <summary>
+/// The coordinator in process (TestServer) on real storage: SQLite in a temp directory or the harness's PostgreSQL,
+/// optionally with the harness's Redis. No ports are bound.
+/// </summary>
+public sealed class CoordinatorFactory : WebApplicationFactory<Program>
+{
+    readonly Dictionary<string, string?> settings = new();
+    readonly TempDirectory data = new();
+    TimeProvider? time;
+
+    public CoordinatorFactory(Store store, string? postgresConnectionString = null, bool redis = false)
+    {
+        settings["Fleet:DataDirectory"] = data.Path;
+        settings["Fleet:EmbeddedAgent:Enabled"] = "false";
+        settings["Fleet:Blobs:Directory"] = data.Combine("blobs");
+        if (store == Store.Postgres)
+            settings["ConnectionStrings:Postgres"] = postgresConnectionString ?? throw new ArgumentNullException(nameof(postgresConnectionString));
+        if (redis)
+        {
+            settings["ConnectionStrings:Redis"] = TestServices.Redis;
+            settings["Fleet:Redis:KeyPrefix"] = TestServices.UniqueName("fleet") + ":";
+        }
+    }
+
+    public string DataDirectory => data.Path;
+
+    public CoordinatorFactory With(string key, string? value)
+    {
+        settings[key] = value;
+        return this;
+    }
+
+    public CoordinatorFactory WithTime(TimeProvider timeProvider)
+    {
+        time = timeProvider;
+        return this;
+    }
+
+    protected override void ConfigureWebHost(IWebHostBuilder builder)
+    {
+        foreach (var (key, value) in settings)
+            builder.UseSetting(key, value);
+        builder.ConfigureTestServices(services =>
+        {
+            if (time is not null)
+                services.Replace(ServiceDescriptor.Singleton(time));
+        });
+    }
+
+    /// <summary>A gRPC channel into the in-process server (HTTP/2 over the TestServer handler).</summary>
+    public GrpcChannel Channel(string? user = null)
+    {
+        var handler = Server.CreateHandler();
+        return GrpcChannel.ForAddress(Server.BaseAddress, new GrpcChannelOptions
+        {
+            HttpHandler = user is null ? handler : new UserHeaderHandler(user) { InnerHandler = handler },
+        });
+    }
+
+    /// <summary>A handler factory for a real <c>CoordinatorConnection</c> (the agent's transport) into this server.</summary>
+    public Func<HttpMessageHandler> AgentHandler => () => Server.CreateHandler();
+
+    protected override void Dispose(bool disposing)
+    {
+        base.Dispose(disposing);
+        if (disposing) data.Dispose();
+    }
+
+    sealed class UserHeaderHandler(string user) : DelegatingHandler
+    {
+        protected override Task<HttpResponseMessage> SendAsync(HttpRequestMessage request, CancellationToken cancellationToken)
+        {
+            request.Headers.TryAddWithoutValidation(Protocol.Wire.UserHeader, user);
+            return base.SendAsync(request, cancellationToken);
+        }
+    }
+}
