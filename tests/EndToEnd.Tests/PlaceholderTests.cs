@@ -1,1 +1,0 @@
-namespace Fleet.EndToEnd.Tests; public class PlaceholderTests { [Fact] public void Builds() => Assert.True(true); }
