@@ -1,1 +1,1 @@
-return 0;
+return await Fleet.Cli.Cli.RunAsync(args, new Fleet.Cli.CliEnvironment(Console.Out, Console.Error) { HandleProcessTermination = true });
