@@ -1,4 +1,5 @@
 using Fleet.Coordinator.Agents;
+using Fleet.Coordinator.Blobs;
 using Fleet.Coordinator.Embedded;
 using Fleet.Coordinator.Hosting;
 using Fleet.Coordinator.Security;
@@ -10,11 +11,13 @@ builder.AddStorage();
 builder.AddRedis();
 builder.Services.AddGrpc(o => o.Interceptors.Add<ActorInterceptor>()).AddJsonTranscoding();
 builder.AddAgents();
+builder.AddBlobs();
 builder.AddEmbeddedAgent();
 
 var app = builder.Build();
 app.MapFleetHealth();
 app.MapAgents();
+app.MapBlobs();
 app.Run();
 
 /// <summary>Entry point, visible to WebApplicationFactory in tests.</summary>

@@ -21,6 +21,7 @@ sealed partial class AgentGatewayService(
     IOptions<AgentsOptions> agentOptions,
     IOptions<FleetOptions> fleetOptions,
     TimeProvider time,
+    IHostApplicationLifetime lifetime,
     ILogger<AgentGatewayService> logger) : AgentGateway.AgentGatewayBase
 {
     public override async Task Connect(IAsyncStreamReader<AgentMessage> requestStream, IServerStreamWriter<CoordinatorMessage> responseStream, ServerCallContext context)
@@ -38,7 +39,8 @@ sealed partial class AgentGatewayService(
         sessions.Add(session);
         LogConnected(hello.AgentId, hello.Hostname, hello.AgentVersion, context.Peer);
 
-        using var streamCts = CancellationTokenSource.CreateLinkedTokenSource(context.CancellationToken, session.Closed);
+        // Shutdown ends every stream at once (agents reconnect to another replica) instead of holding the process for the drain timeout.
+        using var streamCts = CancellationTokenSource.CreateLinkedTokenSource(context.CancellationToken, session.Closed, lifetime.ApplicationStopping);
         var writer = WriteLoopAsync(session, responseStream, streamCts.Token);
         var reason = "stream ended";
         try
@@ -49,6 +51,10 @@ sealed partial class AgentGatewayService(
         catch (OperationCanceledException) when (session.Closed.IsCancellationRequested)
         {
             reason = "replaced by a newer stream or removed";
+        }
+        catch (OperationCanceledException) when (lifetime.ApplicationStopping.IsCancellationRequested)
+        {
+            reason = "coordinator shutting down";
         }
         catch (OperationCanceledException) when (context.CancellationToken.IsCancellationRequested)
         {
@@ -63,8 +69,16 @@ sealed partial class AgentGatewayService(
             sessions.Remove(session);
             await streamCts.CancelAsync();
             try { await writer; } catch (OperationCanceledException) { } catch (InvalidOperationException) { } catch (IOException) { }
-            await presence.MarkOfflineAsync(hello.AgentId, session.SessionId, CancellationToken.None);
-            await registry.TouchAsync(hello.AgentId, CancellationToken.None);
+            try
+            {
+                await presence.MarkOfflineAsync(hello.AgentId, session.SessionId, CancellationToken.None);
+                await registry.TouchAsync(hello.AgentId, CancellationToken.None);
+            }
+            catch (Exception ex) when (ex is not OutOfMemoryException)
+            {
+                // Presence expires on its own after the heartbeat timeout; never let cleanup mask the stream's outcome.
+                LogCleanupFailed(hello.AgentId, ex);
+            }
             LogDisconnected(hello.AgentId, reason);
             session.Dispose();
         }
@@ -174,6 +188,9 @@ sealed partial class AgentGatewayService(
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Agent {AgentId} disconnected: {Reason}")]
     partial void LogDisconnected(string agentId, string reason);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Could not record agent {AgentId} as offline; its presence expires by itself")]
+    partial void LogCleanupFailed(string agentId, Exception exception);
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Rejected a batch from agent {AgentId}: {Reason}")]
     partial void LogRejected(string agentId, string? reason);

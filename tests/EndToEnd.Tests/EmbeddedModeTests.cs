@@ -1,0 +1,34 @@
+using Fleet.EndToEnd.Tests.Infrastructure;
+using Fleet.Testing;
+
+namespace Fleet.EndToEnd.Tests;
+
+public sealed class EmbeddedModeTests : IAsyncLifetime
+{
+    readonly TempDirectory dir = new();
+    CoordinatorProcess? coordinator;
+
+    public Task InitializeAsync() => Task.CompletedTask;
+
+    public async Task DisposeAsync()
+    {
+        if (coordinator is not null) await coordinator.DisposeAsync();
+        dir.Dispose();
+    }
+
+    [Fact]
+    public async Task Coordinator_WithNoConfiguration_ListsThisHostOnline()
+    {
+        // Only the ports differ from a newcomer's `dotnet run` (tests never bind 5080/5081); the data directory is ./fleet-data.
+        coordinator = await CoordinatorProcess.StartAsync([], dir.Path);
+
+        var statuses = await Eventually.UntilAsync(coordinator.AgentStatusesAsync, s => s.ContainsValue("AGENT_STATUS_ONLINE"), "the local host online", TimeSpan.FromSeconds(30));
+
+        var id = Assert.Single(statuses.Keys);
+        var show = await Fleetctl.RunAsync("--coordinator", coordinator.GrpcUrl, "agents", "show", id);
+        Assert.Equal(0, show.ExitCode);
+        Assert.Contains(Environment.MachineName.ToLowerInvariant(), show.Stdout);
+        Assert.True(File.Exists(Path.Combine(dir.Path, "fleet-data", "fleet.db")));
+        Assert.True(File.Exists(Path.Combine(dir.Path, "fleet-data", "agent", "agent-id")));
+    }
+}

@@ -1,0 +1,133 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Text.Json;
+using Fleet.Testing;
+using Grpc.Net.Client;
+
+namespace Fleet.EndToEnd.Tests.Infrastructure;
+
+/// <summary>A real coordinator process on free loopback ports.</summary>
+public sealed class CoordinatorProcess : IAsyncDisposable
+{
+    readonly Dictionary<string, string?> settings;
+    readonly string workingDirectory;
+    ChildProcess? process;
+
+    public int RestPort { get; } = FreePort.Next();
+    public int GrpcPort { get; } = FreePort.Next();
+    public string RestUrl => $"http://127.0.0.1:{RestPort}";
+    public string GrpcUrl => $"http://127.0.0.1:{GrpcPort}";
+    public ChildProcess Process => process ?? throw new InvalidOperationException("not started");
+
+    CoordinatorProcess(Dictionary<string, string?> settings, string workingDirectory)
+    {
+        this.settings = settings;
+        this.workingDirectory = workingDirectory;
+    }
+
+    /// <summary>Settings are configuration keys (Fleet:Agents:HeartbeatTimeout, ConnectionStrings:Postgres, ...), passed as environment variables.</summary>
+    public static async Task<CoordinatorProcess> StartAsync(Dictionary<string, string?> settings, string workingDirectory)
+    {
+        var coordinator = new CoordinatorProcess(settings, workingDirectory);
+        await coordinator.StartAsync();
+        return coordinator;
+    }
+
+    public async Task StartAsync()
+    {
+        var env = settings.ToDictionary(kv => kv.Key.Replace(":", "__", StringComparison.Ordinal), kv => kv.Value);
+        env["Fleet__Listen__RestPort"] = RestPort.ToString(CultureInfo.InvariantCulture);
+        env["Fleet__Listen__GrpcPort"] = GrpcPort.ToString(CultureInfo.InvariantCulture);
+        process = ChildProcess.StartDotnet("coordinator", RepoPaths.Coordinator, [], env, workingDirectory);
+        using var http = new HttpClient { Timeout = TimeSpan.FromSeconds(2) };
+        await Eventually.UntilAsync(async () =>
+        {
+            if (process.HasExited) throw new InvalidOperationException("coordinator exited during start:\n" + process.Output);
+            return (await http.GetAsync($"{RestUrl}/readyz")).IsSuccessStatusCode;
+        }, ok => ok, "the coordinator to be ready\n" + process.Output, TimeSpan.FromSeconds(60));
+    }
+
+    public async Task RestartAsync()
+    {
+        await Process.TerminateAsync();
+        await Process.DisposeAsync();
+        await StartAsync();
+    }
+
+    public GrpcChannel Channel() => GrpcChannel.ForAddress(GrpcUrl);
+
+    /// <summary>GET /api/v1/agents: id → status.</summary>
+    public async Task<Dictionary<string, string>> AgentStatusesAsync()
+    {
+        using var http = new HttpClient();
+        using var doc = JsonDocument.Parse(await http.GetStringAsync($"{RestUrl}/api/v1/agents"));
+        return doc.RootElement.GetProperty("agents").EnumerateArray()
+            .ToDictionary(a => a.GetProperty("id").GetString()!, a => a.GetProperty("status").GetString()!);
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        if (process is not null) await process.DisposeAsync();
+    }
+}
+
+/// <summary>A real agent process with its own config file and state directory.</summary>
+public sealed class AgentProcess : IAsyncDisposable
+{
+    readonly string configPath;
+    ChildProcess? process;
+
+    public string StateDirectory { get; }
+    public ChildProcess Process => process ?? throw new InvalidOperationException("not started");
+    public string AgentId => File.ReadAllText(Path.Combine(StateDirectory, "agent-id")).Trim();
+
+    AgentProcess(string directory, string coordinatorUrl, IReadOnlyDictionary<string, string> tags)
+    {
+        StateDirectory = Path.Combine(directory, "state");
+        configPath = Path.Combine(directory, "agent.json");
+        File.WriteAllText(configPath, JsonSerializer.Serialize(new Dictionary<string, object>
+        {
+            ["coordinator"] = coordinatorUrl,
+            ["stateDirectory"] = StateDirectory,
+            ["tags"] = tags,
+            ["reconnectMaxSeconds"] = 2,
+        }));
+    }
+
+    public static AgentProcess Start(string directory, string coordinatorUrl, IReadOnlyDictionary<string, string> tags)
+    {
+        Directory.CreateDirectory(directory);
+        var agent = new AgentProcess(directory, coordinatorUrl, tags);
+        agent.Start();
+        return agent;
+    }
+
+    public void Start() => process = ChildProcess.StartDotnet("agent", RepoPaths.Agent, ["--config", configPath]);
+
+    public async Task WaitForIdAsync() =>
+        await Eventually.UntilAsync(() => File.Exists(Path.Combine(StateDirectory, "agent-id")), "the agent to persist its id\n" + process?.Output);
+
+    public async ValueTask DisposeAsync()
+    {
+        if (process is not null) await process.DisposeAsync();
+    }
+}
+
+/// <summary>Runs the real fleetctl executable.</summary>
+public static class Fleetctl
+{
+    public sealed record Result(int ExitCode, string Stdout, string Stderr);
+
+    public static async Task<Result> RunAsync(params string[] args)
+    {
+        var info = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        info.ArgumentList.Add(RepoPaths.Cli);
+        foreach (var a in args) info.ArgumentList.Add(a);
+        info.Environment.Remove("FLEET_COORDINATOR");
+        using var process = System.Diagnostics.Process.Start(info)!;
+        var stdout = process.StandardOutput.ReadToEndAsync();
+        var stderr = process.StandardError.ReadToEndAsync();
+        await process.WaitForExitAsync().WaitAsync(TimeSpan.FromSeconds(60));
+        return new Result(process.ExitCode, await stdout, await stderr);
+    }
+}
