@@ -202,7 +202,8 @@ EOF
     record REDIS_PID_FILE "$SVC_DIR/redis/redis.pid"
 
     # --- s3rver and maildev (node programs in their own process groups)
-    S3_PGID=$(spawn "$SVC_DIR/s3/s3rver.log" s3rver -d "$SVC_DIR/s3/data" -a 127.0.0.1 -p "$S3_PORT")
+    # Node 20 + OpenSSL 3: s3rver makes list continuation tokens with DES, which needs the legacy provider.
+    S3_PGID=$(spawn "$SVC_DIR/s3/s3rver.log" env NODE_OPTIONS=--openssl-legacy-provider s3rver -d "$SVC_DIR/s3/data" -a 127.0.0.1 -p "$S3_PORT")
     record S3_PGID "$S3_PGID"
     MAILDEV_PGID=$(spawn "$SVC_DIR/maildev/maildev.log" maildev -s "$SMTP_PORT" -w "$MAILDEV_PORT" \
         --ip 127.0.0.1 --web-ip 127.0.0.1 --mail-directory "$SVC_DIR/maildev/mail")
