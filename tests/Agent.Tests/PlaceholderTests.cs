@@ -1,1 +1,0 @@
-namespace Fleet.Agent.Tests; public class PlaceholderTests { [Fact] public void Builds() => Assert.True(true); }
