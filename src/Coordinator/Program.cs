@@ -2,14 +2,12 @@ using Fleet.Coordinator.Agents;
 using Fleet.Coordinator.Blobs;
 using Fleet.Coordinator.Embedded;
 using Fleet.Coordinator.Hosting;
-using Fleet.Coordinator.Security;
 using Fleet.Coordinator.Storage;
 
 var builder = WebApplication.CreateBuilder(args);
 builder.AddFleetHosting();
 builder.AddStorage();
 builder.AddRedis();
-builder.Services.AddGrpc(o => o.Interceptors.Add<ActorInterceptor>()).AddJsonTranscoding();
 builder.AddAgents();
 builder.AddBlobs();
 builder.AddEmbeddedAgent();

@@ -27,6 +27,8 @@ public static class HostingExtensions
         });
 
         builder.Services.AddHealthChecks();
+        // One gRPC pipeline for the agent stream and the ops API; REST/JSON is transcoded from the same services.
+        builder.Services.AddGrpc(o => o.Interceptors.Add<Security.ActorInterceptor>()).AddJsonTranscoding();
         return builder;
     }
 
