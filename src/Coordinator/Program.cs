@@ -1,4 +1,5 @@
 using Fleet.Coordinator.Agents;
+using Fleet.Coordinator.Audit;
 using Fleet.Coordinator.Blobs;
 using Fleet.Coordinator.Embedded;
 using Fleet.Coordinator.Hosting;
@@ -10,12 +11,14 @@ builder.AddStorage();
 builder.AddRedis();
 builder.AddAgents();
 builder.AddBlobs();
+builder.AddAudit();
 builder.AddEmbeddedAgent();
 
 var app = builder.Build();
 app.MapFleetHealth();
 app.MapAgents();
 app.MapBlobs();
+app.MapAudit();
 app.Run();
 
 /// <summary>Entry point, visible to WebApplicationFactory in tests.</summary>

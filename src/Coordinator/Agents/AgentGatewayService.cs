@@ -34,7 +34,7 @@ sealed partial class AgentGatewayService(
         var session = new AgentSession(hello.AgentId, Guid.NewGuid().ToString("N"));
         using var _ = logger.BeginScope(new Dictionary<string, object> { ["AgentId"] = hello.AgentId, ["Peer"] = context.Peer });
 
-        await registry.RegisterAsync(hello, replicaId, context.CancellationToken);
+        await registry.RegisterAsync(hello, replicaId, RemoteAddress(context), context.CancellationToken);
         await presence.MarkOnlineAsync(hello.AgentId, new PresenceEntry(replicaId, session.SessionId, time.GetUtcNow().UtcDateTime), options.HeartbeatTimeout, context.CancellationToken);
         sessions.Add(session);
         LogConnected(hello.AgentId, hello.Hostname, hello.AgentVersion, context.Peer);
@@ -72,7 +72,7 @@ sealed partial class AgentGatewayService(
             try
             {
                 await presence.MarkOfflineAsync(hello.AgentId, session.SessionId, CancellationToken.None);
-                await registry.TouchAsync(hello.AgentId, CancellationToken.None);
+                await registry.DisconnectedAsync(hello.AgentId, RemoteAddress(context), reason, CancellationToken.None);
             }
             catch (Exception ex) when (ex is not OutOfMemoryException)
             {
@@ -83,6 +83,9 @@ sealed partial class AgentGatewayService(
             session.Dispose();
         }
     }
+
+    static string RemoteAddress(ServerCallContext context) =>
+        context.GetHttpContext().Connection.RemoteIpAddress?.ToString() ?? context.Peer;
 
     static void CheckProtocolHeader(ServerCallContext context)
     {

@@ -1,5 +1,6 @@
 using System.Text.Json;
-using Fleet.Coordinator.Agents.Presence;
+using Fleet.Coordinator.Audit;
+using Fleet.Coordinator.Security;
 using Fleet.Coordinator.Storage;
 using Fleet.Protocol.V1;
 using Google.Protobuf;
@@ -8,11 +9,11 @@ using Microsoft.EntityFrameworkCore;
 namespace Fleet.Coordinator.Agents;
 
 /// <summary>Writes what the coordinator knows about agents: registration on hello, last seen on disconnect, removal.</summary>
-public sealed class AgentRegistry(IDbContextFactory<FleetDbContext> dbFactory, TimeProvider time)
+public sealed class AgentRegistry(IDbContextFactory<FleetDbContext> dbFactory, AuditLog audit, TimeProvider time)
 {
     static readonly JsonFormatter TaskFormatter = new(JsonFormatter.Settings.Default.WithFormatDefaultValues(false));
 
-    public async Task RegisterAsync(Hello hello, string replicaId, CancellationToken cancellationToken)
+    public async Task RegisterAsync(Hello hello, string replicaId, string remoteAddress, CancellationToken cancellationToken)
     {
         var now = time.GetUtcNow().UtcDateTime;
         for (var attempt = 0; ; attempt++)
@@ -35,6 +36,8 @@ public sealed class AgentRegistry(IDbContextFactory<FleetDbContext> dbFactory, T
             record.Epoch = unchecked((long)hello.Epoch);
             record.LastSeen = now;
             record.Replica = replicaId;
+            audit.Add(db, new Actor(ActorKind.Agent, hello.AgentId, remoteAddress), "agent.connected", target: $"agent:{hello.AgentId}", host: hello.AgentId,
+                parameters: new Dictionary<string, string?> { ["hostname"] = hello.Hostname, ["version"] = hello.AgentVersion, ["replica"] = replicaId });
             try
             {
                 await db.SaveChangesAsync(cancellationToken);
@@ -47,23 +50,36 @@ public sealed class AgentRegistry(IDbContextFactory<FleetDbContext> dbFactory, T
         }
     }
 
-    public async Task TouchAsync(string agentId, CancellationToken cancellationToken)
+    /// <summary>Records the end of a stream: last seen, and an audit event with the reason.</summary>
+    public async Task DisconnectedAsync(string agentId, string remoteAddress, string reason, CancellationToken cancellationToken)
     {
         await using var db = dbFactory.CreateDbContext();
+        await using var tx = await db.Database.BeginTransactionAsync(cancellationToken);
         var now = time.GetUtcNow().UtcDateTime;
-        await db.Agents.Where(a => a.Id == agentId).ExecuteUpdateAsync(s => s.SetProperty(a => a.LastSeen, now), cancellationToken);
+        var updated = await db.Agents.Where(a => a.Id == agentId).ExecuteUpdateAsync(s => s.SetProperty(a => a.LastSeen, now), cancellationToken);
+        if (updated > 0)
+        {
+            audit.Add(db, new Actor(ActorKind.Agent, agentId, remoteAddress), "agent.disconnected", target: $"agent:{agentId}", host: agentId,
+                parameters: new Dictionary<string, string?> { ["reason"] = reason });
+            await db.SaveChangesAsync(cancellationToken);
+        }
+        await tx.CommitAsync(cancellationToken);
     }
 
     /// <summary>Deletes the agent and what it sent; true when it existed.</summary>
-    public async Task<bool> RemoveAsync(string agentId, CancellationToken cancellationToken)
+    public async Task<bool> RemoveAsync(string agentId, Actor actor, bool wasOnline, CancellationToken cancellationToken)
     {
         await using var db = dbFactory.CreateDbContext();
         await using var tx = await db.Database.BeginTransactionAsync(cancellationToken);
         var removed = await db.Agents.Where(a => a.Id == agentId).ExecuteDeleteAsync(cancellationToken);
         await db.AgentEvents.Where(e => e.AgentId == agentId).ExecuteDeleteAsync(cancellationToken);
         await db.ReceivedBatches.Where(b => b.AgentId == agentId).ExecuteDeleteAsync(cancellationToken);
+        if (removed == 0) return false; // nothing changed: the transaction rolls back, no audit row
+        audit.Add(db, actor, "agent.removed", target: $"agent:{agentId}", host: agentId,
+            parameters: new Dictionary<string, string?> { ["id"] = agentId, ["wasOnline"] = wasOnline ? "true" : "false" });
+        await db.SaveChangesAsync(cancellationToken);
         await tx.CommitAsync(cancellationToken);
-        return removed > 0;
+        return true;
     }
 
     public static Dictionary<string, string> Tags(AgentRecord record) =>

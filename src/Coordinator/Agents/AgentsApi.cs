@@ -50,7 +50,7 @@ sealed partial class AgentsApi(
         ValidateId(request.Id);
         var actor = context.Actor();
         var wasOnline = (await presence.GetAsync([request.Id], context.CancellationToken)).ContainsKey(request.Id);
-        if (!await registry.RemoveAsync(request.Id, context.CancellationToken))
+        if (!await registry.RemoveAsync(request.Id, actor, wasOnline, context.CancellationToken))
             throw new RpcException(new Status(StatusCode.NotFound, $"agent '{request.Id}' not found"));
         await presence.ForgetAsync(request.Id, context.CancellationToken);
         await disconnector.DisconnectAsync(request.Id, context.CancellationToken);

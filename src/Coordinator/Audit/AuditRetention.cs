@@ -1,0 +1,128 @@
+using System.Globalization;
+using System.IO.Compression;
+using System.Security.Cryptography;
+using System.Text.Json;
+using Fleet.Coordinator.Blobs;
+using Fleet.Coordinator.Security;
+using Fleet.Coordinator.Storage;
+using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.Options;
+
+namespace Fleet.Coordinator.Audit;
+
+/// <summary>
+/// The only delete path of the audit trail. Whole days older than the retention are first written to the blob
+/// store (gzip JSON Lines), read back and compared, and only then deleted, in one transaction that records the
+/// boundary (last seq and its hash) and an "audit.archived" event, so verification continues across the cut.
+/// </summary>
+public sealed partial class AuditRetention(
+    IDbContextFactory<FleetDbContext> dbFactory,
+    IBlobStore blobs,
+    AuditLog auditLog,
+    IOptions<AuditOptions> options,
+    TimeProvider time,
+    ILogger<AuditRetention> logger)
+{
+    public const string Prefix = "audit/archive/";
+
+    /// <summary>Archives and deletes what is due; returns the number of rows deleted.</summary>
+    public async Task<long> RunAsync(long anchoredThroughSeq, CancellationToken cancellationToken)
+    {
+        var now = time.GetUtcNow().UtcDateTime;
+        var cutoff = (now - options.Value.Retention).Date; // whole UTC days only
+        await using var db = dbFactory.CreateDbContext();
+        var boundary = await db.Set<AuditArchiveBoundary>().MaxAsync(b => (long?)b.LastSeq, cancellationToken) ?? 0;
+        var events = db.Set<AuditRecord>();
+        var firstNewer = await events.Where(e => e.Seq > boundary && e.Time >= cutoff).MinAsync(e => e.Seq, cancellationToken);
+        var lastSealed = await events.MaxAsync(e => e.Seq, cancellationToken) ?? boundary;
+        var through = Math.Min(firstNewer is null ? lastSealed : firstNewer.Value - 1, anchoredThroughSeq);
+        if (through <= boundary) return 0;
+
+        var rows = await events.AsNoTracking().Where(e => e.Seq > boundary && e.Seq <= through).OrderBy(e => e.Seq).ToListAsync(cancellationToken);
+        if (rows.Count == 0 || rows[0].Seq != boundary + 1 || rows[^1].Seq != through || rows.Count != through - boundary)
+        {
+            LogGap(boundary + 1, through);
+            return 0; // never archive around a hole: verification reports it instead
+        }
+
+        var key = string.Create(CultureInfo.InvariantCulture, $"{Prefix}{rows[0].Time:yyyy-MM-dd}_{rows[^1].Time:yyyy-MM-dd}_{boundary + 1:D19}-{through:D19}.jsonl.gz");
+        var content = Archive(rows);
+        await blobs.PutAsync(key, new MemoryStream(content), "application/gzip", cancellationToken);
+        if (!await SameContentAsync(key, content, cancellationToken))
+            throw new IOException($"audit archive {key} did not read back identical; nothing deleted");
+
+        await using var transaction = await db.Database.BeginTransactionAsync(cancellationToken);
+        var deleted = await events.Where(e => e.Seq > boundary && e.Seq <= through).ExecuteDeleteAsync(cancellationToken);
+        db.Set<AuditArchiveBoundary>().Add(new AuditArchiveBoundary
+        {
+            LastSeq = through,
+            LastHash = rows[^1].Hash!,
+            BlobKey = key,
+            ArchivedAt = now,
+            Rows = deleted,
+        });
+        auditLog.Add(db, Actor.System("retention"), "audit.archived", target: key, parameters: new Dictionary<string, string?>
+        {
+            ["fromSeq"] = (boundary + 1).ToString(CultureInfo.InvariantCulture),
+            ["toSeq"] = through.ToString(CultureInfo.InvariantCulture),
+            ["rows"] = deleted.ToString(CultureInfo.InvariantCulture),
+            ["lastHash"] = AuditChain.Hex(rows[^1].Hash),
+        });
+        await db.SaveChangesAsync(cancellationToken);
+        await transaction.CommitAsync(cancellationToken);
+        LogArchived(deleted, boundary + 1, through, key);
+        return deleted;
+    }
+
+    static byte[] Archive(List<AuditRecord> rows)
+    {
+        using var buffer = new MemoryStream();
+        using (var gzip = new GZipStream(buffer, CompressionLevel.Optimal, leaveOpen: true))
+        using (var writer = new Utf8JsonWriter(gzip))
+        {
+            foreach (var row in rows)
+            {
+                AuditJson.Write(writer, row);
+                writer.Flush();
+                gzip.WriteByte((byte)'\n');
+                writer.Reset();
+            }
+        }
+        return buffer.ToArray();
+    }
+
+    async Task<bool> SameContentAsync(string key, byte[] expected, CancellationToken cancellationToken)
+    {
+        await using var stream = await blobs.OpenReadAsync(key, cancellationToken);
+        if (stream is null) return false;
+        return CryptographicOperations.FixedTimeEquals(await SHA256.HashDataAsync(stream, cancellationToken), SHA256.HashData(expected));
+    }
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Archived and deleted {Rows} audit rows (seq {From}..{To}) to {Key}")]
+    partial void LogArchived(long rows, long from, long to, string key);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Audit rows seq {From}..{To} have a gap; not archiving (run verify)")]
+    partial void LogGap(long from, long to);
+}
+
+/// <summary>The JSON shape of an audit row in archives and exports (same field names as the API).</summary>
+public static class AuditJson
+{
+    public static void Write(Utf8JsonWriter writer, AuditRecord row)
+    {
+        writer.WriteStartObject();
+        writer.WriteNumber("id", row.Id);
+        writer.WriteNumber("seq", row.Seq ?? 0);
+        writer.WriteString("time", row.Time.ToString("yyyy-MM-dd'T'HH:mm:ss.ffffff'Z'", CultureInfo.InvariantCulture));
+        writer.WriteString("actorKind", row.ActorKind);
+        writer.WriteString("actor", row.Actor);
+        writer.WriteString("remoteAddress", row.RemoteAddress);
+        writer.WriteString("action", row.Action);
+        writer.WriteString("target", row.Target);
+        writer.WriteString("host", row.Host);
+        writer.WriteString("parametersJson", row.ParametersJson);
+        writer.WriteString("outcome", row.Outcome);
+        writer.WriteString("hash", AuditChain.Hex(row.Hash));
+        writer.WriteEndObject();
+    }
+}
