@@ -34,8 +34,8 @@ public sealed class AuditOptions : IValidatableObject
     {
         if (SealInterval < TimeSpan.FromMilliseconds(10) || SealInterval > TimeSpan.FromMinutes(1))
             yield return new($"Fleet:Audit:SealInterval: '{SealInterval}' must be between 10 ms and 1 minute.", [nameof(SealInterval)]);
-        if (AnchorInterval < TimeSpan.FromSeconds(1))
-            yield return new($"Fleet:Audit:AnchorInterval: '{AnchorInterval}' must be at least 1 second.", [nameof(AnchorInterval)]);
+        if (AnchorInterval < TimeSpan.FromMilliseconds(100))
+            yield return new($"Fleet:Audit:AnchorInterval: '{AnchorInterval}' must be at least 100 ms.", [nameof(AnchorInterval)]);
         if (Retention < TimeSpan.FromDays(1))
             yield return new($"Fleet:Audit:Retention: '{Retention}' must be at least one day.", [nameof(Retention)]);
         if (RetentionInterval < TimeSpan.FromSeconds(1))
