@@ -49,6 +49,7 @@ internal static class Cli
         context.Globals.AddTo(root);
 
         root.Add(AgentsCommands.Build(context));
+        root.Add(AuditCommands.Build(context));
 
         return root;
     }
