@@ -38,7 +38,7 @@ public sealed class AuditOptions : IValidatableObject
             yield return new($"Fleet:Audit:AnchorInterval: '{AnchorInterval}' must be at least 100 ms.", [nameof(AnchorInterval)]);
         if (Retention < TimeSpan.FromDays(1))
             yield return new($"Fleet:Audit:Retention: '{Retention}' must be at least one day.", [nameof(Retention)]);
-        if (RetentionInterval < TimeSpan.FromSeconds(1))
-            yield return new($"Fleet:Audit:RetentionInterval: '{RetentionInterval}' must be at least 1 second.", [nameof(RetentionInterval)]);
+        if (RetentionInterval < TimeSpan.FromMilliseconds(100))
+            yield return new($"Fleet:Audit:RetentionInterval: '{RetentionInterval}' must be at least 100 ms.", [nameof(RetentionInterval)]);
     }
 }
