@@ -31,4 +31,22 @@ public sealed class EmbeddedModeTests : IAsyncLifetime
         Assert.True(File.Exists(Path.Combine(dir.Path, "fleet-data", "fleet.db")));
         Assert.True(File.Exists(Path.Combine(dir.Path, "fleet-data", "agent", "agent-id")));
     }
+
+    [Fact]
+    public async Task AuditTrail_RecordsTheLocalAgent_AndVerifiesThroughFleetctl()
+    {
+        coordinator = await CoordinatorProcess.StartAsync(new() { ["Fleet:Audit:AnchorInterval"] = "00:00:01" }, dir.Path);
+        await Eventually.UntilAsync(coordinator.AgentStatusesAsync, s => s.ContainsValue("AGENT_STATUS_ONLINE"), "the local host online", TimeSpan.FromSeconds(30));
+
+        var list = await Eventually.UntilAsync(() => Fleetctl.RunAsync("--coordinator", coordinator.GrpcUrl, "audit", "list", "--action", "agent.connected", "--json"),
+            r => r.ExitCode == 0 && r.Stdout.Contains("agent.connected", StringComparison.Ordinal), "the agent's connection in the audit trail");
+        Assert.Contains("\"actorKind\": \"agent\"", list.Stdout.Replace("\":\"", "\": \"", StringComparison.Ordinal));
+
+        var verify = await Eventually.UntilAsync(() => Fleetctl.RunAsync("--coordinator", coordinator.GrpcUrl, "audit", "verify"),
+            r => r.ExitCode == 0 && r.Stdout.Contains("audit chain OK", StringComparison.Ordinal) && r.Stdout.Contains(", 0 rows not yet sealed", StringComparison.Ordinal),
+            "a sealed, verified chain");
+        Assert.Contains("anchor", verify.Stdout);
+        Assert.True(File.Exists(Path.Combine(dir.Path, "fleet-data", "audit-anchor.key")));
+        Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite, File.GetUnixFileMode(Path.Combine(dir.Path, "fleet-data", "audit-anchor.key")));
+    }
 }
