@@ -24,6 +24,7 @@ public sealed partial class AuditRetention(
     ILogger<AuditRetention> logger)
 {
     public const string Prefix = "audit/archive/";
+    const long MaxRowsPerRun = 200_000;
 
     /// <summary>Archives and deletes what is due; returns the number of rows deleted.</summary>
     public async Task<long> RunAsync(long anchoredThroughSeq, CancellationToken cancellationToken)
@@ -35,7 +36,8 @@ public sealed partial class AuditRetention(
         var events = db.Set<AuditRecord>();
         var firstNewer = await events.Where(e => e.Seq > boundary && e.Time >= cutoff).MinAsync(e => e.Seq, cancellationToken);
         var lastSealed = await events.MaxAsync(e => e.Seq, cancellationToken) ?? boundary;
-        var through = Math.Min(firstNewer is null ? lastSealed : firstNewer.Value - 1, anchoredThroughSeq);
+        // Bounded work per run (memory); a large backlog is archived over several runs, in seq order.
+        var through = Math.Min(Math.Min(firstNewer is null ? lastSealed : firstNewer.Value - 1, anchoredThroughSeq), boundary + MaxRowsPerRun);
         if (through <= boundary) return 0;
 
         var rows = await events.AsNoTracking().Where(e => e.Seq > boundary && e.Seq <= through).OrderBy(e => e.Seq).ToListAsync(cancellationToken);
@@ -45,11 +47,16 @@ public sealed partial class AuditRetention(
             return 0; // never archive around a hole: verification reports it instead
         }
 
-        var key = string.Create(CultureInfo.InvariantCulture, $"{Prefix}{rows[0].Time:yyyy-MM-dd}_{rows[^1].Time:yyyy-MM-dd}_{boundary + 1:D19}-{through:D19}.jsonl.gz");
-        var content = Archive(rows);
-        await blobs.PutAsync(key, new MemoryStream(content), "application/gzip", cancellationToken);
-        if (!await SameContentAsync(key, content, cancellationToken))
-            throw new IOException($"audit archive {key} did not read back identical; nothing deleted");
+        // One archive per UTC day, each read back and compared before anything is deleted.
+        var key = "";
+        foreach (var (day, dayRows) in ByDay(rows))
+        {
+            key = string.Create(CultureInfo.InvariantCulture, $"{Prefix}{day:yyyy-MM-dd}_{dayRows[0].Seq:D19}-{dayRows[^1].Seq:D19}.jsonl.gz");
+            var content = Archive(dayRows);
+            await blobs.PutAsync(key, new MemoryStream(content), "application/gzip", cancellationToken);
+            if (!await SameContentAsync(key, content, cancellationToken))
+                throw new IOException($"audit archive {key} did not read back identical; nothing deleted");
+        }
 
         await using var transaction = await db.Database.BeginTransactionAsync(cancellationToken);
         var deleted = await events.Where(e => e.Seq > boundary && e.Seq <= through).ExecuteDeleteAsync(cancellationToken);
@@ -72,6 +79,27 @@ public sealed partial class AuditRetention(
         await transaction.CommitAsync(cancellationToken);
         LogArchived(deleted, boundary + 1, through, key);
         return deleted;
+    }
+
+    /// <summary>
+    /// Splits rows (in seq order) into UTC days. A row never goes to an earlier day than the row before it
+    /// (times are not strictly ordered by seq), so each day's file is one contiguous seq range.
+    /// </summary>
+    static IEnumerable<(DateTime Day, List<AuditRecord> Rows)> ByDay(List<AuditRecord> rows)
+    {
+        var day = DateTime.MinValue;
+        List<AuditRecord>? current = null;
+        foreach (var row in rows)
+        {
+            if (row.Time.Date > day)
+            {
+                if (current is not null) yield return (day, current);
+                day = row.Time.Date;
+                current = [];
+            }
+            current!.Add(row);
+        }
+        if (current is not null) yield return (day, current);
     }
 
     static byte[] Archive(List<AuditRecord> rows)
