@@ -3,6 +3,7 @@ using Fleet.Coordinator.Audit;
 using Fleet.Coordinator.Blobs;
 using Fleet.Coordinator.Embedded;
 using Fleet.Coordinator.Hosting;
+using Fleet.Coordinator.Metrics;
 using Fleet.Coordinator.Storage;
 
 var builder = WebApplication.CreateBuilder(args);
@@ -12,6 +13,7 @@ builder.AddRedis();
 builder.AddAgents();
 builder.AddBlobs();
 builder.AddAudit();
+builder.AddMetrics();
 builder.AddEmbeddedAgent();
 
 var app = builder.Build();
@@ -19,6 +21,7 @@ app.MapFleetHealth();
 app.MapAgents();
 app.MapBlobs();
 app.MapAudit();
+app.MapMetrics();
 app.Run();
 
 /// <summary>Entry point, visible to WebApplicationFactory in tests.</summary>

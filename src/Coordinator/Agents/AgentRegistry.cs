@@ -74,6 +74,8 @@ public sealed class AgentRegistry(IDbContextFactory<FleetDbContext> dbFactory, A
         var removed = await db.Agents.Where(a => a.Id == agentId).ExecuteDeleteAsync(cancellationToken);
         await db.AgentEvents.Where(e => e.AgentId == agentId).ExecuteDeleteAsync(cancellationToken);
         await db.ReceivedBatches.Where(b => b.AgentId == agentId).ExecuteDeleteAsync(cancellationToken);
+        await db.Set<Metrics.MetricSampleRecord>().Where(m => m.AgentId == agentId).ExecuteDeleteAsync(cancellationToken);
+        await db.Set<Metrics.ProbeResultRecord>().Where(p => p.AgentId == agentId).ExecuteDeleteAsync(cancellationToken);
         if (removed == 0) return false; // nothing changed: the transaction rolls back, no audit row
         audit.Add(db, actor, "agent.removed", target: $"agent:{agentId}", host: agentId,
             parameters: new Dictionary<string, string?> { ["id"] = agentId, ["wasOnline"] = wasOnline ? "true" : "false" });

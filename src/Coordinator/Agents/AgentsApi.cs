@@ -16,6 +16,7 @@ sealed partial class AgentsApi(
     IAgentPresence presence,
     AgentRegistry registry,
     AgentDisconnector disconnector,
+    Metrics.ILatestMetrics latest,
     ILogger<AgentsApi> logger) : Protocol.V1.Agents.AgentsBase
 {
     public override async Task<ListAgentsResponse> ListAgents(ListAgentsRequest request, ServerCallContext context)
@@ -53,6 +54,7 @@ sealed partial class AgentsApi(
         if (!await registry.RemoveAsync(request.Id, actor, wasOnline, context.CancellationToken))
             throw new RpcException(new Status(StatusCode.NotFound, $"agent '{request.Id}' not found"));
         await presence.ForgetAsync(request.Id, context.CancellationToken);
+        await latest.ForgetAsync(request.Id, context.CancellationToken);
         await disconnector.DisconnectAsync(request.Id, context.CancellationToken);
         LogRemoved(request.Id, actor.ToString(), wasOnline);
         return new RemoveAgentResponse { Id = request.Id, Disconnected = wasOnline };

@@ -9,8 +9,11 @@ public interface IBatchPayloadHandler
 {
     Batch.PayloadOneofCase Payload { get; }
 
-    /// <summary>Adds the payload's rows to <paramref name="db"/>; the ingest saves them in the dedupe transaction.</summary>
+    /// <summary>Adds the payload's rows to <paramref name="db"/> (or writes them on its connection): they commit in the dedupe transaction.</summary>
     Task AddAsync(FleetDbContext db, string agentId, Batch batch, CancellationToken cancellationToken);
+
+    /// <summary>After the commit (first delivery only): update caches such as latest values.</summary>
+    Task AfterCommitAsync(string agentId, Batch batch, CancellationToken cancellationToken) => Task.CompletedTask;
 }
 
 public enum IngestOutcome { Stored, Duplicate, Rejected }
@@ -56,6 +59,7 @@ public sealed class BatchIngest(IDbContextFactory<FleetDbContext> dbFactory, IEn
         {
             await db.SaveChangesAsync(cancellationToken);
             await tx.CommitAsync(cancellationToken);
+            await handler.AfterCommitAsync(agentId, batch, cancellationToken);
             return new(IngestOutcome.Stored);
         }
         catch (DbUpdateException)

@@ -1,0 +1,81 @@
+using System.Text.Json;
+using Fleet.Coordinator.Agents;
+using Fleet.Coordinator.Storage;
+using Fleet.Protocol.V1;
+using Microsoft.EntityFrameworkCore;
+using Npgsql;
+using NpgsqlTypes;
+
+namespace Fleet.Coordinator.Metrics;
+
+/// <summary>
+/// Stores metric batches in the ingest's dedupe transaction, then updates the latest values.
+/// PostgreSQL: binary COPY into a per-session staging table, then one idempotent INSERT … ON CONFLICT DO NOTHING;
+/// SQLite: batched inserts through EF.
+/// </summary>
+sealed class MetricsIngestHandler(ILatestMetrics latest) : IBatchPayloadHandler
+{
+    public Batch.PayloadOneofCase Payload => Batch.PayloadOneofCase.Metrics;
+
+    public async Task AddAsync(FleetDbContext db, string agentId, Batch batch, CancellationToken cancellationToken)
+    {
+        var samples = batch.Metrics.Samples;
+        foreach (var s in samples)
+        {
+            if (string.IsNullOrEmpty(s.Name) || s.Name.Length > 200)
+                throw new ArgumentException($"metrics.samples.name: '{s.Name}' must be 1-200 characters");
+            if (double.IsNaN(s.Value) || double.IsInfinity(s.Value))
+                throw new ArgumentException($"metrics.samples.value of '{s.Name}' is {s.Value}; only finite numbers are stored");
+        }
+        if (db.Database.IsNpgsql())
+            await CopyAsync(db, agentId, samples, cancellationToken);
+        else
+            foreach (var s in samples)
+                db.Set<MetricSampleRecord>().Add(new MetricSampleRecord { AgentId = agentId, Name = s.Name, Labels = MetricLabels.Canonical(s.Labels), Time = Time(s.TimeUnixMs), Value = s.Value });
+
+        foreach (var p in batch.Metrics.Probes)
+        {
+            if (string.IsNullOrEmpty(p.Name) || p.Name.Length > 200)
+                throw new ArgumentException($"metrics.probes.name: '{p.Name}' must be 1-200 characters");
+            db.Set<ProbeResultRecord>().Add(new ProbeResultRecord
+            {
+                AgentId = agentId, Name = p.Name, Kind = p.Kind, Target = p.Target, Ok = p.Ok, LatencyMs = p.LatencyMs,
+                Reason = p.Reason, ValuesJson = JsonSerializer.Serialize(p.Values.ToDictionary(v => v.Key, v => v.Value)), Time = Time(p.TimeUnixMs),
+            });
+        }
+    }
+
+    public Task AfterCommitAsync(string agentId, Batch batch, CancellationToken cancellationToken) =>
+        latest.SetAsync(agentId, batch.Metrics.Samples, batch.Metrics.Probes, cancellationToken);
+
+    static DateTime Time(long unixMs) => DateTimeOffset.FromUnixTimeMilliseconds(unixMs).UtcDateTime;
+
+    static async Task CopyAsync(FleetDbContext db, string agentId, Google.Protobuf.Collections.RepeatedField<MetricSample> samples, CancellationToken cancellationToken)
+    {
+        if (samples.Count == 0) return;
+        var connection = (NpgsqlConnection)db.Database.GetDbConnection();
+        await db.Database.ExecuteSqlRawAsync(
+            """CREATE TEMP TABLE IF NOT EXISTS metric_staging ("AgentId" text, "Name" text, "Labels" text, "Time" timestamptz, "Value" double precision) ON COMMIT DELETE ROWS""",
+            cancellationToken);
+        await using (var import = await connection.BeginBinaryImportAsync(
+            """COPY metric_staging ("AgentId", "Name", "Labels", "Time", "Value") FROM STDIN (FORMAT BINARY)""", cancellationToken))
+        {
+            foreach (var s in samples)
+            {
+                await import.StartRowAsync(cancellationToken);
+                await import.WriteAsync(agentId, NpgsqlDbType.Text, cancellationToken);
+                await import.WriteAsync(s.Name, NpgsqlDbType.Text, cancellationToken);
+                await import.WriteAsync(MetricLabels.Canonical(s.Labels), NpgsqlDbType.Text, cancellationToken);
+                await import.WriteAsync(Time(s.TimeUnixMs), NpgsqlDbType.TimestampTz, cancellationToken);
+                await import.WriteAsync(s.Value, NpgsqlDbType.Double, cancellationToken);
+            }
+            await import.CompleteAsync(cancellationToken);
+        }
+        await db.Database.ExecuteSqlRawAsync("""
+            INSERT INTO metric_samples ("AgentId", "Name", "Labels", "Time", "Value")
+            SELECT "AgentId", "Name", "Labels", "Time", "Value" FROM metric_staging
+            ON CONFLICT DO NOTHING;
+            TRUNCATE metric_staging;
+            """, cancellationToken);
+    }
+}
