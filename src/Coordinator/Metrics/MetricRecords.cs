@@ -56,3 +56,33 @@ sealed class ProbeResultRecordConfiguration : IEntityTypeConfiguration<ProbeResu
         b.HasIndex(p => p.Time);
     }
 }
+
+/// <summary>Min/max/sum/count/last of one series over one bucket (1 minute or 1 hour), kept far longer than raw samples.</summary>
+public sealed class MetricRollupRecord
+{
+    public required string AgentId { get; set; }
+    public required string Name { get; set; }
+    public string Labels { get; set; } = "";
+    /// <summary>Bucket width in seconds: 60 or 3600.</summary>
+    public int Resolution { get; set; }
+    public DateTime Bucket { get; set; }
+    public double Min { get; set; }
+    public double Max { get; set; }
+    public double Sum { get; set; }
+    public long Count { get; set; }
+    public double Last { get; set; }
+    public DateTime LastTime { get; set; }
+}
+
+sealed class MetricRollupRecordConfiguration : IEntityTypeConfiguration<MetricRollupRecord>
+{
+    public void Configure(EntityTypeBuilder<MetricRollupRecord> b)
+    {
+        b.ToTable("metric_rollups");
+        b.HasKey(m => new { m.AgentId, m.Name, m.Labels, m.Resolution, m.Bucket });
+        b.Property(m => m.AgentId).HasMaxLength(AgentIds.MaxLength);
+        b.Property(m => m.Name).HasMaxLength(200);
+        b.Property(m => m.Labels).HasMaxLength(1000);
+        b.HasIndex(m => new { m.Resolution, m.Bucket });
+    }
+}

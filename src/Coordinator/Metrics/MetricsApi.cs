@@ -19,8 +19,17 @@ public sealed class MetricsOptions
     /// <summary>A series of an online host older than this is reported as "no data" (stale).</summary>
     public TimeSpan StaleAfter { get; set; } = TimeSpan.FromSeconds(60);
 
-    /// <summary>Raw samples are kept this long.</summary>
+    /// <summary>Raw samples (and probe results) are kept this long.</summary>
     public TimeSpan RawRetention { get; set; } = TimeSpan.FromHours(48);
+
+    /// <summary>1-minute rollups are kept this long.</summary>
+    public TimeSpan MinuteRollupRetention { get; set; } = TimeSpan.FromDays(30);
+
+    /// <summary>1-hour rollups are kept this long.</summary>
+    public TimeSpan HourRollupRetention { get; set; } = TimeSpan.FromDays(365);
+
+    /// <summary>How often the retention job runs.</summary>
+    public TimeSpan RetentionInterval { get; set; } = TimeSpan.FromMinutes(10);
 }
 
 sealed class MetricsApi(
@@ -80,6 +89,24 @@ sealed class MetricsApi(
             throw new RpcException(new Status(StatusCode.InvalidArgument, $"from: {from:O} is after to: {to:O}"));
 
         await using var db = dbFactory.CreateDbContext();
+        var response = new QueryMetricsResponse { AgentId = request.AgentId, Name = request.Name };
+        // Steps of a minute or more read the rollups (kept for 30 days / a year); finer steps read raw samples (48 h).
+        if (request.StepSeconds >= 60)
+        {
+            var resolution = request.StepSeconds >= 3600 ? 3600 : 60;
+            var buckets = await db.Set<MetricRollupRecord>().AsNoTracking()
+                .Where(r => r.AgentId == request.AgentId && r.Name == request.Name && r.Resolution == resolution && r.Bucket >= from && r.Bucket <= to)
+                .Select(r => new { r.Labels, r.Bucket, r.Sum, r.Count })
+                .ToListAsync(context.CancellationToken);
+            var step = TimeSpan.FromSeconds(request.StepSeconds).Ticks;
+            foreach (var group in buckets.GroupBy(r => r.Labels).OrderBy(g => g.Key, StringComparer.Ordinal))
+                response.Series.Add(ToSeries(group.Key, group
+                    .GroupBy(r => new DateTime(r.Bucket.Ticks - r.Bucket.Ticks % step, DateTimeKind.Utc))
+                    .OrderBy(g => g.Key)
+                    .Select(g => (g.Key, g.Sum(r => r.Sum) / g.Sum(r => r.Count)))));
+            return response;
+        }
+
         var rows = await db.Set<MetricSampleRecord>().AsNoTracking()
             .Where(m => m.AgentId == request.AgentId && m.Name == request.Name && m.Time >= from && m.Time <= to)
             .OrderBy(m => m.Labels).ThenBy(m => m.Time)
@@ -88,20 +115,23 @@ sealed class MetricsApi(
             .ToListAsync(context.CancellationToken);
         if (rows.Count > MaxPoints)
             throw new RpcException(new Status(StatusCode.InvalidArgument, $"from/to: more than {MaxPoints} samples in range; narrow the range or set step_seconds"));
-
-        var response = new QueryMetricsResponse { AgentId = request.AgentId, Name = request.Name };
         foreach (var group in rows.GroupBy(r => r.Labels))
         {
-            var series = new Series();
-            foreach (var (k, v) in MetricLabels.Parse(group.Key)) series.Labels[k] = v;
             var points = request.StepSeconds == 0
                 ? group.Select(r => (r.Time, r.Value))
                 : group.GroupBy(r => new DateTime(r.Time.Ticks - r.Time.Ticks % TimeSpan.FromSeconds(request.StepSeconds).Ticks, DateTimeKind.Utc))
                        .Select(g => (g.Key, g.Average(r => r.Value)));
-            series.Points.AddRange(points.Select(p => new SeriesPoint { Time = Timestamp.FromDateTime(p.Item1), Value = p.Item2 }));
-            response.Series.Add(series);
+            response.Series.Add(ToSeries(group.Key, points));
         }
         return response;
+    }
+
+    static Series ToSeries(string labels, IEnumerable<(DateTime Time, double Value)> points)
+    {
+        var series = new Series();
+        foreach (var (k, v) in MetricLabels.Parse(labels)) series.Labels[k] = v;
+        series.Points.AddRange(points.Select(p => new SeriesPoint { Time = Timestamp.FromDateTime(p.Time), Value = p.Value }));
+        return series;
     }
 
     static DateTime Checked(Timestamp timestamp, string field)

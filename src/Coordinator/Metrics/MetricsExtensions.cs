@@ -16,6 +16,8 @@ public static class MetricsExtensions
         else
             builder.Services.AddSingleton<ILatestMetrics, InProcessLatestMetrics>();
         builder.Services.AddSingleton<IBatchPayloadHandler, MetricsIngestHandler>();
+        builder.Services.AddSingleton<MetricsRetention>();
+        builder.Services.AddHostedService(sp => sp.GetRequiredService<MetricsRetention>());
         return builder;
     }
 

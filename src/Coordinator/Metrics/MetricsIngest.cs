@@ -33,6 +33,9 @@ sealed class MetricsIngestHandler(ILatestMetrics latest) : IBatchPayloadHandler
             foreach (var s in samples)
                 db.Set<MetricSampleRecord>().Add(new MetricSampleRecord { AgentId = agentId, Name = s.Name, Labels = MetricLabels.Canonical(s.Labels), Time = Time(s.TimeUnixMs), Value = s.Value });
 
+        await MetricRollups.UpsertAsync(db, agentId,
+            MetricRollups.Aggregate(samples.Select(s => (s.Name, MetricLabels.Canonical(s.Labels), Time(s.TimeUnixMs), s.Value))), cancellationToken);
+
         foreach (var p in batch.Metrics.Probes)
         {
             if (string.IsNullOrEmpty(p.Name) || p.Name.Length > 200)

@@ -156,4 +156,69 @@ public sealed class MetricsIngestTests(PostgresDatabase postgres) : IClassFixtur
         await process.WaitForExitAsync().DefaultTimeout();
         Assert.True(process.ExitCode == 0, "promtool check metrics failed:\n" + output + "\n" + text);
     }
+
+    [Theory]
+    [MemberData(nameof(Stores))]
+    public async Task Rollups_MatchHandComputedValues_AcrossBatches(Store store)
+    {
+        using var coordinator = Coordinator(store);
+        var id = "agent-" + Guid.NewGuid().ToString("N")[..10];
+        await using var stream = RawAgentStream.Open(coordinator.Channel());
+        await stream.HelloAsync(RawAgentStream.Hello(id));
+        var hour = new DateTimeOffset(DateTime.UtcNow.Date.AddHours(-3), TimeSpan.Zero).ToUnixTimeMilliseconds();
+        // Minute 0: 4, 1, 9 (last = 9 at +50 s, sent in the first batch) and 2 at +30 s in the second batch. Minute 1: 5.
+        await stream.SendAsync(new AgentMessage { Batch = MetricsBatch(1, Sample("disk.used_ratio", 4, hour + 10_000, ("mount", "/")), Sample("disk.used_ratio", 1, hour + 20_000, ("mount", "/")), Sample("disk.used_ratio", 9, hour + 50_000, ("mount", "/"))) });
+        Assert.Equal(CoordinatorMessage.BodyOneofCase.Ack, (await stream.ReceiveAsync()).BodyCase);
+        await stream.SendAsync(new AgentMessage { Batch = MetricsBatch(2, Sample("disk.used_ratio", 2, hour + 30_000, ("mount", "/")), Sample("disk.used_ratio", 5, hour + 70_000, ("mount", "/"))) });
+        Assert.Equal(CoordinatorMessage.BodyOneofCase.Ack, (await stream.ReceiveAsync()).BodyCase);
+        // Redelivery of the second batch changes nothing.
+        await stream.SendAsync(new AgentMessage { Batch = MetricsBatch(2, Sample("disk.used_ratio", 2, hour + 30_000, ("mount", "/")), Sample("disk.used_ratio", 5, hour + 70_000, ("mount", "/"))) });
+        Assert.Equal(CoordinatorMessage.BodyOneofCase.Ack, (await stream.ReceiveAsync()).BodyCase);
+
+        await using var db = coordinator.Services.GetRequiredService<IDbContextFactory<FleetDbContext>>().CreateDbContext();
+        var rollups = await db.Set<MetricRollupRecord>().Where(r => r.AgentId == id).OrderBy(r => r.Resolution).ThenBy(r => r.Bucket).ToListAsync();
+        Assert.Equal(3, rollups.Count);
+        var minute0 = rollups[0];
+        Assert.Equal((1.0, 9.0, 16.0, 4L, 9.0), (minute0.Min, minute0.Max, minute0.Sum, minute0.Count, minute0.Last));
+        var minute1 = rollups[1];
+        Assert.Equal((5.0, 5.0, 5.0, 1L, 5.0), (minute1.Min, minute1.Max, minute1.Sum, minute1.Count, minute1.Last));
+        var hourly = rollups[2];
+        Assert.Equal(3600, hourly.Resolution);
+        Assert.Equal((1.0, 9.0, 21.0, 5L, 5.0), (hourly.Min, hourly.Max, hourly.Sum, hourly.Count, hourly.Last));
+        Assert.Equal("mount=/", hourly.Labels);
+
+        var api = new Protocol.V1.Metrics.MetricsClient(coordinator.Channel());
+        var from = Google.Protobuf.WellKnownTypes.Timestamp.FromDateTimeOffset(DateTimeOffset.FromUnixTimeMilliseconds(hour));
+        var to = Google.Protobuf.WellKnownTypes.Timestamp.FromDateTimeOffset(DateTimeOffset.FromUnixTimeMilliseconds(hour + 3_599_000));
+        var perHour = await api.QueryMetricsAsync(new QueryMetricsRequest { AgentId = id, Name = "disk.used_ratio", From = from, To = to, StepSeconds = 3600 });
+        Assert.Equal(21.0 / 5, Assert.Single(Assert.Single(perHour.Series).Points).Value, 9);
+    }
+
+    [Fact]
+    public async Task Retention_DeletesOnlyWhatIsOld()
+    {
+        using var coordinator = Coordinator(Store.Sqlite).With("Fleet:Metrics:RetentionInterval", "01:00:00");
+        var id = "agent-" + Guid.NewGuid().ToString("N")[..10];
+        var now = DateTime.UtcNow;
+        await using (var db = coordinator.Services.GetRequiredService<IDbContextFactory<FleetDbContext>>().CreateDbContext())
+        {
+            db.Set<MetricSampleRecord>().AddRange(
+                new MetricSampleRecord { AgentId = id, Name = "cpu.usage", Time = now.AddHours(-49), Value = 1 },
+                new MetricSampleRecord { AgentId = id, Name = "cpu.usage", Time = now.AddHours(-47), Value = 2 });
+            db.Set<MetricRollupRecord>().AddRange(
+                new MetricRollupRecord { AgentId = id, Name = "cpu.usage", Resolution = 60, Bucket = now.AddDays(-31) },
+                new MetricRollupRecord { AgentId = id, Name = "cpu.usage", Resolution = 60, Bucket = now.AddDays(-29) },
+                new MetricRollupRecord { AgentId = id, Name = "cpu.usage", Resolution = 3600, Bucket = now.AddDays(-31) },
+                new MetricRollupRecord { AgentId = id, Name = "cpu.usage", Resolution = 3600, Bucket = now.AddDays(-366) });
+            db.Set<ProbeResultRecord>().Add(new ProbeResultRecord { AgentId = id, Name = "db", Time = now.AddHours(-49) });
+            await db.SaveChangesAsync();
+        }
+
+        var deleted = await coordinator.Services.GetRequiredService<MetricsRetention>().RunOnceAsync(CancellationToken.None);
+
+        Assert.Equal((1, 1, 1, 1), deleted);
+        await using var check = coordinator.Services.GetRequiredService<IDbContextFactory<FleetDbContext>>().CreateDbContext();
+        Assert.Equal([2.0], await check.Set<MetricSampleRecord>().Where(m => m.AgentId == id).Select(m => m.Value).ToListAsync());
+        Assert.Equal(2, await check.Set<MetricRollupRecord>().CountAsync(r => r.AgentId == id));
+    }
 }

@@ -1,0 +1,48 @@
+﻿using System;
+using Microsoft.EntityFrameworkCore.Migrations;
+
+#nullable disable
+
+namespace Fleet.Coordinator.Storage.Migrations.Postgres
+{
+    /// <inheritdoc />
+    public partial class MetricRollups : Migration
+    {
+        /// <inheritdoc />
+        protected override void Up(MigrationBuilder migrationBuilder)
+        {
+            migrationBuilder.CreateTable(
+                name: "metric_rollups",
+                columns: table => new
+                {
+                    AgentId = table.Column<string>(type: "character varying(64)", maxLength: 64, nullable: false),
+                    Name = table.Column<string>(type: "character varying(200)", maxLength: 200, nullable: false),
+                    Labels = table.Column<string>(type: "character varying(1000)", maxLength: 1000, nullable: false),
+                    Resolution = table.Column<int>(type: "integer", nullable: false),
+                    Bucket = table.Column<DateTime>(type: "timestamp with time zone", nullable: false),
+                    Min = table.Column<double>(type: "double precision", nullable: false),
+                    Max = table.Column<double>(type: "double precision", nullable: false),
+                    Sum = table.Column<double>(type: "double precision", nullable: false),
+                    Count = table.Column<long>(type: "bigint", nullable: false),
+                    Last = table.Column<double>(type: "double precision", nullable: false),
+                    LastTime = table.Column<DateTime>(type: "timestamp with time zone", nullable: false)
+                },
+                constraints: table =>
+                {
+                    table.PrimaryKey("PK_metric_rollups", x => new { x.AgentId, x.Name, x.Labels, x.Resolution, x.Bucket });
+                });
+
+            migrationBuilder.CreateIndex(
+                name: "IX_metric_rollups_Resolution_Bucket",
+                table: "metric_rollups",
+                columns: new[] { "Resolution", "Bucket" });
+        }
+
+        /// <inheritdoc />
+        protected override void Down(MigrationBuilder migrationBuilder)
+        {
+            migrationBuilder.DropTable(
+                name: "metric_rollups");
+        }
+    }
+}
