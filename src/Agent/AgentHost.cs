@@ -28,6 +28,8 @@ public static class AgentHost
             sp.GetRequiredService<ILogger<CoordinatorConnection>>(),
             handlerFactory));
         services.AddHostedService<StartedEvent>();
+        services.AddSingleton<Metrics.MetricsPipeline>();
+        services.AddHostedService(sp => sp.GetRequiredService<Metrics.MetricsPipeline>());
         services.AddHostedService(sp => sp.GetRequiredService<CoordinatorConnection>());
         return services;
     }

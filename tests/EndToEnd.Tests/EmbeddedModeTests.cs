@@ -49,4 +49,26 @@ public sealed class EmbeddedModeTests : IAsyncLifetime
         Assert.True(File.Exists(Path.Combine(dir.Path, "fleet-data", "audit-anchor.key")));
         Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite, File.GetUnixFileMode(Path.Combine(dir.Path, "fleet-data", "audit-anchor.key")));
     }
+
+    [Fact]
+    public async Task Overview_ShowsThisHostsCpuAndMemory()
+    {
+        coordinator = await CoordinatorProcess.StartAsync(new() { ["Fleet:EmbeddedAgent:MetricsInterval"] = "00:00:01" }, dir.Path);
+
+        using var http = new HttpClient();
+        var host = await Eventually.UntilAsync(async () =>
+        {
+            using var doc = System.Text.Json.JsonDocument.Parse(await http.GetStringAsync($"{coordinator.RestUrl}/api/v1/metrics/latest"));
+            return doc.RootElement.GetProperty("hosts").EnumerateArray().Select(h => h.Clone()).SingleOrDefault();
+        }, h => h.ValueKind == System.Text.Json.JsonValueKind.Object && h.TryGetProperty("samples", out var s)
+                && s.EnumerateArray().Any(x => x.GetProperty("name").GetString() == "cpu.usage")
+                && s.EnumerateArray().Any(x => x.GetProperty("name").GetString() == "memory.used_ratio"),
+            "this host's cpu.usage and memory.used_ratio in the overview", TimeSpan.FromSeconds(45));
+
+        Assert.Equal(Environment.MachineName.ToLowerInvariant(), host.GetProperty("hostname").GetString());
+        var memory = host.GetProperty("samples").EnumerateArray().First(x => x.GetProperty("name").GetString() == "memory.used_ratio").GetProperty("value").GetDouble();
+        Assert.InRange(memory, 0.0, 1.0);
+        var prometheus = await http.GetStringAsync($"{coordinator.RestUrl}/metrics");
+        Assert.Contains("fleet_host_memory_used_ratio{", prometheus);
+    }
 }

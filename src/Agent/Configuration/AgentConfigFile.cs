@@ -105,7 +105,82 @@ public static partial class AgentConfigFile
             if (mb is < 1 or > 1024 * 1024) Fail("outboxMaxMegabytes", $"{mb} is out of range (1 to 1048576)");
             options.OutboxMaxBytes = mb * 1024L * 1024;
         }
+        if (doc.MetricsFlushSeconds is { } flush)
+        {
+            if (flush is < 0.1 or > 3600) Fail("metricsFlushSeconds", $"{flush} is out of range (0.1 to 3600)");
+            options.MetricsFlushInterval = TimeSpan.FromSeconds(flush);
+        }
+        if (doc.Collectors is not null)
+        {
+            options.Collectors = new(StringComparer.Ordinal);
+            foreach (var (name, c) in doc.Collectors)
+            {
+                if (!Collectors.CollectorRegistry.Default.Names.Contains(name))
+                    Fail($"collectors.{name}", $"unknown collector (known: {string.Join(", ", Collectors.CollectorRegistry.Default.Names.Order(StringComparer.Ordinal))})");
+                if (c.Enabled == false) continue;
+                var interval = Seconds(c.IntervalSeconds, $"collectors.{name}.intervalSeconds", 10, 0.1, 86_400, Fail);
+                var timeout = Seconds(c.TimeoutSeconds, $"collectors.{name}.timeoutSeconds", Math.Min(5, interval.TotalSeconds), 0.01, 3600, Fail);
+                if (name == "textfile" && string.IsNullOrWhiteSpace(c.Directory)) Fail($"collectors.{name}.directory", "a directory of *.prom files is required");
+                if (name == "process" && (c.Names is null || c.Names.Length == 0)) Fail($"collectors.{name}.names", "name at least one process name or pattern, e.g. [\"node\", \"postgres\"]");
+                options.Collectors[name] = new Collectors.CollectorSettings
+                {
+                    Interval = interval,
+                    Timeout = timeout,
+                    Processes = c.Names ?? [],
+                    TextfileDirectory = c.Directory,
+                };
+            }
+        }
+        if (doc.Probes is not null)
+        {
+            var names = new HashSet<string>(StringComparer.Ordinal);
+            for (var i = 0; i < doc.Probes.Length; i++)
+            {
+                var p = doc.Probes[i];
+                var at = $"probes[{i}]";
+                if (string.IsNullOrWhiteSpace(p.Name) || !names.Add(p.Name)) Fail($"{at}.name", $"'{p.Name}' must be a non-empty name, unique among probes");
+                if (p.Kind is null || !Probes.ProbeRegistry.Default.Kinds.Contains(p.Kind))
+                    Fail($"{at}.kind", $"'{p.Kind}' is not a probe kind (known: {string.Join(", ", Probes.ProbeRegistry.Default.Kinds.Order(StringComparer.Ordinal))})");
+                Uri? url = null;
+                if (p.Url is not null && (!Uri.TryCreate(p.Url, UriKind.Absolute, out url) || (url.Scheme != Uri.UriSchemeHttp && url.Scheme != Uri.UriSchemeHttps)))
+                    Fail($"{at}.url", $"'{p.Url}' is not an http(s) URL");
+                var settings = new Probes.ProbeSettings
+                {
+                    Name = p.Name!,
+                    Kind = p.Kind!,
+                    Interval = Seconds(p.IntervalSeconds, $"{at}.intervalSeconds", 30, 1, 86_400, Fail),
+                    Timeout = Seconds(p.TimeoutSeconds, $"{at}.timeoutSeconds", 5, 0.1, 600, Fail),
+                    Url = url,
+                    ExpectedStatus = p.ExpectedStatus,
+                    BodyContains = p.BodyContains,
+                    BodyMatches = p.BodyMatches,
+                    FollowRedirects = p.FollowRedirects ?? false,
+                    Address = p.Address,
+                    ConnectionString = p.ConnectionString,
+                    Username = p.Username,
+                    Password = p.Password,
+                    WarnDays = p.WarnDays ?? Probes.ProbeSettings.DefaultWarnDays,
+                    SkipTlsVerification = p.SkipTlsVerification ?? false,
+                };
+                try { Release(Probes.ProbeRegistry.Default.Create(settings)); } // builds it once to check the kind's own settings
+                catch (ArgumentException ex) { Fail(at, ex.Message); }
+                options.Probes.Add(settings);
+            }
+        }
         return options;
+    }
+
+    static void Release(object probe)
+    {
+        if (probe is IAsyncDisposable asyncDisposable) asyncDisposable.DisposeAsync().AsTask().GetAwaiter().GetResult();
+        else if (probe is IDisposable disposable) disposable.Dispose();
+    }
+
+    static TimeSpan Seconds(double? value, string key, double fallback, double min, double max, Func<string, string, string> fail)
+    {
+        var seconds = value ?? fallback;
+        if (seconds < min || seconds > max) fail(key, $"{seconds} is out of range ({min} to {max})");
+        return TimeSpan.FromSeconds(seconds);
     }
 
     [GeneratedRegex("'([^']+)' could not be mapped")]
@@ -125,6 +200,39 @@ public sealed class AgentConfigDocument
     public double? HeartbeatSeconds { get; set; }
     public double? ReconnectMaxSeconds { get; set; }
     public long? OutboxMaxMegabytes { get; set; }
+    public double? MetricsFlushSeconds { get; set; }
+    public Dictionary<string, CollectorConfigDocument>? Collectors { get; set; }
+    public ProbeConfigDocument[]? Probes { get; set; }
+}
+
+public sealed class CollectorConfigDocument
+{
+    public bool? Enabled { get; set; }
+    public double? IntervalSeconds { get; set; }
+    public double? TimeoutSeconds { get; set; }
+    /// <summary>process: names or regex patterns.</summary>
+    public string[]? Names { get; set; }
+    /// <summary>textfile: directory of *.prom files.</summary>
+    public string? Directory { get; set; }
+}
+
+public sealed class ProbeConfigDocument
+{
+    public string? Name { get; set; }
+    public string? Kind { get; set; }
+    public double? IntervalSeconds { get; set; }
+    public double? TimeoutSeconds { get; set; }
+    public string? Url { get; set; }
+    public int? ExpectedStatus { get; set; }
+    public string? BodyContains { get; set; }
+    public string? BodyMatches { get; set; }
+    public bool? FollowRedirects { get; set; }
+    public string? Address { get; set; }
+    public string? ConnectionString { get; set; }
+    public string? Username { get; set; }
+    public string? Password { get; set; }
+    public int? WarnDays { get; set; }
+    public bool? SkipTlsVerification { get; set; }
 }
 
 [JsonSourceGenerationOptions(

@@ -27,4 +27,16 @@ public sealed class AgentOptions
 
     /// <summary>Bound of the durable outbox on disk.</summary>
     public long OutboxMaxBytes { get; set; } = 256L * 1024 * 1024;
+
+    /// <summary>Enabled collectors by name. Default: cpu, memory, disk, load and network every 10 s.</summary>
+    public Dictionary<string, Collectors.CollectorSettings> Collectors { get; set; } = DefaultCollectors();
+
+    /// <summary>Health probes run on their own intervals (and on demand by the health.check task).</summary>
+    public List<Probes.ProbeSettings> Probes { get; set; } = [];
+
+    /// <summary>How often collected samples are written to the outbox as one batch.</summary>
+    public TimeSpan MetricsFlushInterval { get; set; } = TimeSpan.FromSeconds(10);
+
+    public static Dictionary<string, Collectors.CollectorSettings> DefaultCollectors() =>
+        new[] { "cpu", "memory", "disk", "load", "network" }.ToDictionary(n => n, _ => new Collectors.CollectorSettings(), StringComparer.Ordinal);
 }

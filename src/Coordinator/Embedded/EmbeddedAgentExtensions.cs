@@ -14,6 +14,9 @@ public sealed class EmbeddedAgentOptions
 
     /// <summary>Run an agent for this host inside the coordinator. Default: on in embedded (SQLite) mode, off with PostgreSQL.</summary>
     public bool? Enabled { get; set; }
+
+    /// <summary>How often the embedded agent's collectors run and its samples are sent.</summary>
+    public TimeSpan MetricsInterval { get; set; } = TimeSpan.FromSeconds(10);
 }
 
 public static partial class EmbeddedAgentExtensions
@@ -35,6 +38,7 @@ public static partial class EmbeddedAgentExtensions
     sealed partial class EmbeddedAgentService(
         IOptions<FleetOptions> fleet,
         IOptions<ListenOptions> listen,
+        IOptions<EmbeddedAgentOptions> embedded,
         IHostApplicationLifetime lifetime,
         ILoggerFactory loggerFactory,
         ILogger<EmbeddedAgentService> logger) : IHostedService
@@ -59,6 +63,12 @@ public static partial class EmbeddedAgentExtensions
                 Coordinator = new Uri($"http://{(address.AddressFamily == System.Net.Sockets.AddressFamily.InterNetworkV6 ? $"[{address}]" : address.ToString())}:{listen.Value.GrpcPort}"),
                 StateDirectory = Path.Combine(Path.GetFullPath(fleet.Value.DataDirectory), "agent"),
                 Tags = new() { ["embedded"] = "true" },
+                MetricsFlushInterval = embedded.Value.MetricsInterval,
+                Collectors = AgentOptions.DefaultCollectors().ToDictionary(c => c.Key, _ => new Fleet.Agent.Collectors.CollectorSettings
+                {
+                    Interval = embedded.Value.MetricsInterval,
+                    Timeout = embedded.Value.MetricsInterval < TimeSpan.FromSeconds(5) ? embedded.Value.MetricsInterval : TimeSpan.FromSeconds(5),
+                }),
             };
             var builder = Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { DisableDefaults = true });
             builder.Services.AddSingleton(loggerFactory);

@@ -1,0 +1,122 @@
+using Fleet.Agent.Collectors;
+using Fleet.Agent.Configuration;
+using Fleet.Agent.Outbox;
+using Fleet.Agent.Probes;
+using Fleet.Protocol.V1;
+using Google.Protobuf;
+using Google.Protobuf.WellKnownTypes;
+
+namespace Fleet.Agent.Metrics;
+
+/// <summary>
+/// Runs every enabled collector and probe on its own interval and writes what they produce to the durable outbox
+/// as one metric batch per flush interval, so a coordinator outage loses nothing up to the outbox's bound.
+/// </summary>
+public sealed partial class MetricsPipeline(
+    AgentOptions options,
+    DurableOutbox outbox,
+    TimeProvider time,
+    ILoggerFactory loggers,
+    ILogger<MetricsPipeline> logger) : BackgroundService
+{
+    /// <summary>Flush early when this many samples are waiting (bounds a batch's size).</summary>
+    const int MaxSamplesPerBatch = 5_000;
+
+    readonly Lock gate = new();
+    List<MetricSample> samples = [];
+    List<ProbeResult> probes = [];
+    readonly SemaphoreSlim flushNow = new(0, 1);
+
+    public long BatchesWritten { get; private set; }
+
+    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    {
+        var runners = new List<Task>();
+        var created = new List<IProbe>();
+        foreach (var (name, settings) in options.Collectors)
+        {
+            var collector = CollectorRegistry.Default.Create(name, settings);
+            var runner = new CollectorRunner(collector, settings, AddSamplesAsync, time, loggers.CreateLogger("Fleet.Agent.Collectors." + name));
+            runners.Add(RunQuietlyAsync(runner.RunAsync, stoppingToken));
+        }
+        foreach (var settings in options.Probes)
+        {
+            var probe = ProbeRegistry.Default.Create(settings, time);
+            created.Add(probe);
+            var runner = new ProbeRunner(probe, settings.Interval, AddProbeAsync, time, loggers.CreateLogger<ProbeRunner>());
+            runners.Add(RunQuietlyAsync(runner.RunAsync, stoppingToken));
+        }
+        LogStarted(options.Collectors.Count, options.Probes.Count, options.MetricsFlushInterval.TotalSeconds);
+
+        using var timer = new PeriodicTimer(options.MetricsFlushInterval, time);
+        try
+        {
+            while (!stoppingToken.IsCancellationRequested)
+            {
+                var tick = timer.WaitForNextTickAsync(stoppingToken).AsTask();
+                await Task.WhenAny(tick, flushNow.WaitAsync(stoppingToken));
+                await FlushAsync(CancellationToken.None);
+                if (tick.IsCompleted && !await tick) break;
+            }
+        }
+        catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested) { }
+        await Task.WhenAll(runners);
+        await FlushAsync(CancellationToken.None); // what was collected before the stop still goes to the outbox
+        foreach (var probe in created)
+        {
+            if (probe is IAsyncDisposable asyncDisposable) await asyncDisposable.DisposeAsync();
+            else if (probe is IDisposable disposable) disposable.Dispose();
+        }
+    }
+
+    static async Task RunQuietlyAsync(Func<CancellationToken, Task> run, CancellationToken cancellationToken)
+    {
+        try { await run(cancellationToken); }
+        catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested) { }
+    }
+
+    ValueTask AddSamplesAsync(IReadOnlyList<MetricSample> batch, CancellationToken cancellationToken)
+    {
+        bool full;
+        lock (gate)
+        {
+            samples.AddRange(batch);
+            full = samples.Count >= MaxSamplesPerBatch;
+        }
+        if (full && flushNow.CurrentCount == 0)
+        {
+            try { flushNow.Release(); } catch (SemaphoreFullException) { }
+        }
+        return ValueTask.CompletedTask;
+    }
+
+    ValueTask AddProbeAsync(ProbeResult result, CancellationToken cancellationToken)
+    {
+        lock (gate) probes.Add(result);
+        return ValueTask.CompletedTask;
+    }
+
+    /// <summary>Writes what is waiting as one batch; returns false when there was nothing.</summary>
+    public async Task<bool> FlushAsync(CancellationToken cancellationToken)
+    {
+        List<MetricSample> s;
+        List<ProbeResult> p;
+        lock (gate)
+        {
+            if (samples.Count == 0 && probes.Count == 0) return false;
+            (s, samples) = (samples, []);
+            (p, probes) = (probes, []);
+        }
+        var batch = new Batch { CreatedAt = Timestamp.FromDateTimeOffset(time.GetUtcNow()), Metrics = new MetricBatch { Samples = { s }, Probes = { p } } };
+        var result = await outbox.AppendAsync(batch.ToByteArray(), cancellationToken);
+        if (result.Status == AppendStatus.Dropped) LogDropped(s.Count, p.Count, result.Reason);
+        else BatchesWritten++;
+        return true;
+    }
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Metrics: {Collectors} collectors and {Probes} probes running, flushing every {Seconds} s")]
+    partial void LogStarted(int collectors, int probes, double seconds);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Metrics batch of {Samples} samples and {Probes} probe results dropped: {Reason}")]
+    partial void LogDropped(int samples, int probes, string? reason);
+}
