@@ -50,6 +50,8 @@ internal static class Cli
 
         root.Add(AgentsCommands.Build(context));
         root.Add(AuditCommands.Build(context));
+        root.Add(MetricsCommands.BuildTop(context));
+        root.Add(MetricsCommands.Build(context));
 
         return root;
     }
