@@ -14,6 +14,8 @@ public sealed record LoadGenOptions
     public TimeSpan Heartbeat { get; init; } = TimeSpan.FromSeconds(10);
     /// <summary>Zero = no batches.</summary>
     public TimeSpan BatchInterval { get; init; } = TimeSpan.Zero;
+    /// <summary>When positive, each batch is a metric batch of this many samples instead of an event.</summary>
+    public int Samples { get; init; }
     public TimeSpan ReportEvery { get; init; } = TimeSpan.FromSeconds(5);
     public string? JsonOut { get; init; }
     public double RampPerSecond { get; init; } = 500;
@@ -35,6 +37,7 @@ public sealed record LoadGenOptions
           --duration D                 run length, ramp included             (default 60s)
           --heartbeat D                heartbeat interval                    (default 10s)
           --batch-interval D|off       send an AgentEvents batch every D     (default off)
+          --samples N                  make each batch a metric batch of N samples (default 0: events)
           --report-every D             progress report interval              (default 5s)
           --json-out FILE              write the final summary as JSON
           --ramp-per-second R          new agents started per second         (default 500)
@@ -89,6 +92,7 @@ public sealed record LoadGenOptions
                     "duration" => o with { Duration = ParsePositiveDuration(name, value) },
                     "heartbeat" => o with { Heartbeat = ParsePositiveDuration(name, value) },
                     "batch-interval" => o with { BatchInterval = value is "off" or "0" ? TimeSpan.Zero : ParsePositiveDuration(name, value) },
+                    "samples" => o with { Samples = ParseInt(name, value, 0, 100_000) },
                     "report-every" => o with { ReportEvery = ParsePositiveDuration(name, value) },
                     "json-out" => o with { JsonOut = value },
                     "ramp-per-second" => o with { RampPerSecond = ParseDouble(name, value) },

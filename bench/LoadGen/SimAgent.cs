@@ -324,6 +324,28 @@ public sealed class SimAgent : IDisposable
         }
     }
 
+    /// <summary>A host's worth of samples: cpu per core, memory, disks, load, network, as the real collectors send.</summary>
+    MetricBatch MetricSamples(DateTimeOffset now, ulong counter)
+    {
+        var ms = now.ToUnixTimeMilliseconds();
+        var metrics = new MetricBatch();
+        for (var i = 0; i < _options.Samples; i++)
+        {
+            var sample = new MetricSample { TimeUnixMs = ms, Value = (counter * 7 + (ulong)i) % 100 / 100.0 };
+            switch (i % 6)
+            {
+                case 0: sample.Name = "cpu.usage"; sample.Labels["cpu"] = (i / 6).ToString(System.Globalization.CultureInfo.InvariantCulture); break;
+                case 1: sample.Name = "memory.used_ratio"; sample.Labels["slot"] = (i / 6).ToString(System.Globalization.CultureInfo.InvariantCulture); break;
+                case 2: sample.Name = "disk.used_ratio"; sample.Labels["mount"] = "/data" + (i / 6).ToString(System.Globalization.CultureInfo.InvariantCulture); break;
+                case 3: sample.Name = "load.1m"; sample.Labels["slot"] = (i / 6).ToString(System.Globalization.CultureInfo.InvariantCulture); break;
+                case 4: sample.Name = "network.rx_bytes_per_second"; sample.Labels["interface"] = "eth" + (i / 6).ToString(System.Globalization.CultureInfo.InvariantCulture); break;
+                default: sample.Name = "network.tx_bytes_per_second"; sample.Labels["interface"] = "eth" + (i / 6).ToString(System.Globalization.CultureInfo.InvariantCulture); break;
+            }
+            metrics.Samples.Add(sample);
+        }
+        return metrics;
+    }
+
     async Task SendNewBatchAsync(AsyncDuplexStreamingCall<AgentMessage, CoordinatorMessage> call)
     {
         var now = DateTimeOffset.UtcNow;
@@ -335,7 +357,11 @@ public sealed class SimAgent : IDisposable
             {
                 Key = new BatchKey { Epoch = _epoch, Counter = counter },
                 CreatedAt = Timestamp.FromDateTimeOffset(now),
-                Events = new AgentEvents
+            };
+            if (_options.Samples > 0)
+                batch.Metrics = MetricSamples(now, counter);
+            else
+                batch.Events = new AgentEvents
                 {
                     Events =
                     {
@@ -347,8 +373,7 @@ public sealed class SimAgent : IDisposable
                             Attributes = { ["seq"] = counter.ToString(System.Globalization.CultureInfo.InvariantCulture) },
                         },
                     },
-                },
-            };
+                };
             pending = new PendingBatch(batch, batch.CalculateSize()) { SentAt = Stopwatch.GetTimestamp() };
             _pending[counter] = pending;
             _pendingBytes += pending.Size;
