@@ -113,4 +113,58 @@ public sealed class AgentConfigFileTests
         Assert.Contains("file not found", error.Message);
         Assert.Contains("--config", error.Message);
     }
+
+    [Fact]
+    public void CollectorsAndProbes_AreRead()
+    {
+        var options = AgentConfigFile.Parse("""
+            {
+              "collectors": {
+                "cpu": { "intervalSeconds": 5 },
+                "memory": {},
+                "disk": { "enabled": false },
+                "process": { "names": ["node", "postgres"] },
+                "textfile": { "directory": "/var/lib/fleet-agent/textfile" }
+              },
+              "probes": [
+                { "name": "app", "kind": "http", "url": "https://app.example/api/health", "intervalSeconds": 15 },
+                { "name": "db", "kind": "postgres", "connectionString": "Host=localhost;Username=app;Password=secret;Database=app" },
+                { "name": "cache", "kind": "redis", "address": "127.0.0.1:6379" }
+              ],
+              "metricsFlushSeconds": 5
+            }
+            """, "agent.json");
+
+        Assert.Equal(["cpu", "memory", "process", "textfile"], options.Collectors.Keys.Order());
+        Assert.Equal(TimeSpan.FromSeconds(5), options.Collectors["cpu"].Interval);
+        Assert.Equal(["node", "postgres"], options.Collectors["process"].Processes);
+        Assert.Equal(["app", "db", "cache"], options.Probes.Select(p => p.Name));
+        Assert.Equal(TimeSpan.FromSeconds(15), options.Probes[0].Interval);
+        Assert.Equal(TimeSpan.FromSeconds(5), options.MetricsFlushInterval);
+    }
+
+    [Fact]
+    public void NoCollectorsSection_EnablesTheHostDefaults()
+    {
+        var options = AgentConfigFile.Parse("{}", "agent.json");
+        Assert.Equal(["cpu", "disk", "load", "memory", "network"], options.Collectors.Keys.Order());
+        Assert.Empty(options.Probes);
+    }
+
+    [Theory]
+    [InlineData("""{ "collectors": { "gpu": {} } }""", "collectors.gpu", "unknown collector")]
+    [InlineData("""{ "collectors": { "cpu": { "intervalSeconds": 0 } } }""", "collectors.cpu.intervalSeconds", "out of range")]
+    [InlineData("""{ "collectors": { "process": {} } }""", "collectors.process.names", "process name")]
+    [InlineData("""{ "collectors": { "textfile": {} } }""", "collectors.textfile.directory", "directory")]
+    [InlineData("""{ "probes": [ { "name": "x", "kind": "mqtt" } ] }""", "probes[0].kind", "'mqtt' is not a probe kind")]
+    [InlineData("""{ "probes": [ { "name": "a", "kind": "tcp", "address": "h:1" }, { "name": "a", "kind": "tcp", "address": "h:2" } ] }""", "probes[1].name", "unique")]
+    [InlineData("""{ "probes": [ { "name": "app", "kind": "http", "url": "ftp://x" } ] }""", "probes[0].url", "'ftp://x'")]
+    [InlineData("""{ "probes": [ { "name": "db", "kind": "tcp" } ] }""", "probes[0]", "address")]
+    [InlineData("""{ "probes": [ { "name": "db", "kind": "tcp", "address": "h:1", "port": 5 } ] }""", "port", "unknown key")]
+    public void BadCollectorOrProbe_IsNamed(string json, string key, string problem)
+    {
+        var error = Fails(json);
+        Assert.Contains(key, error.Message);
+        Assert.Contains(problem, error.Message);
+    }
 }
