@@ -158,7 +158,10 @@ sealed partial class AgentGatewayService(
                     await presence.MarkOnlineAsync(session.AgentId, new PresenceEntry(replicaId, session.SessionId, time.GetUtcNow().UtcDateTime), options.HeartbeatTimeout, streamCts.Token);
                     break;
                 case AgentMessage.BodyOneofCase.Batch:
+                    // The agent is not silent while its batch is being stored: pause the watchdog, re-arm after.
+                    silence.CancelAfter(Timeout.InfiniteTimeSpan);
                     await HandleBatchAsync(session, message.Batch, streamCts.Token);
+                    silence.CancelAfter(options.HeartbeatTimeout);
                     break;
                 case AgentMessage.BodyOneofCase.Hello:
                     throw new RpcException(new Status(StatusCode.InvalidArgument, "hello: sent twice on one stream"));
