@@ -11,8 +11,8 @@ namespace Fleet.Agent.Collectors;
 /// (0, or 1 for a mount whose statvfs call has not returned).
 /// Pseudo file systems (proc, sysfs, tmpfs, cgroup, squashfs, ...) are skipped; overlay only counts when it is <c>/</c>.
 /// <para>
-/// statvfs on a network mount whose server is gone can block for minutes. Each call runs on its own thread pool item,
-/// at most one per mount; the collector waits for them at most half the collector's timeout, reports a mount whose call
+/// statvfs on a network mount whose server is gone can block for minutes. Each call runs on a thread of its own (never a
+/// pool thread, which a hung call would take from the rest of the agent), at most one per mount; the collector waits for them at most half the collector's timeout, reports a mount whose call
 /// is still running as stuck, and does not call statvfs for it again until that call has returned.
 /// </para>
 /// </summary>
@@ -69,7 +69,8 @@ public sealed class DiskCollector : ICollector
                 continue;
             }
             var point = mount.Point;
-            var call = Task.Run(() => Call(point), CancellationToken.None);
+            // A thread of its own, not the pool's: hung calls must not starve the pool (and with it the agent).
+            var call = Task.Factory.StartNew(() => Call(point), CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
             _calls[point] = call;
             started.Add((mount, call));
         }
