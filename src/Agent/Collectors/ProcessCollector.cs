@@ -113,7 +113,7 @@ public sealed class ProcessCollector : ICollector
     {
         try
         {
-            return File.ReadAllText(Path.Combine(directory, name));
+            return ProcText.ReadFile(Path.Combine(directory, name));
         }
         catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
         {
