@@ -32,6 +32,9 @@ public sealed class CollectorRunner
     private long _errors;
     private long _lastDurationTicks;
 
+    /// <summary>1 from a tick that starts a collection until that collection's batch has been handed on.</summary>
+    private int _collecting;
+
     /// <summary>A timed-out collection that ignored cancellation; ticks are skipped until it returns.</summary>
     private volatile Task? _abandoned;
 
@@ -63,6 +66,10 @@ public sealed class CollectorRunner
         Interlocked.Read(ref _errors),
         TimeSpan.FromTicks(Interlocked.Read(ref _lastDurationTicks)));
 
+    /// <summary>True while a tick would be skipped: a collection (or its hand-off to the sink) is running, or an
+    /// abandoned one has not returned yet.</summary>
+    internal bool IsBusy => Volatile.Read(ref _collecting) != 0 || _abandoned is { IsCompleted: false };
+
     /// <summary>Collects at once, then on every tick of the interval, until cancelled.</summary>
     /// <exception cref="OperationCanceledException">Always, once <paramref name="cancellationToken"/> is cancelled.</exception>
     public async Task RunAsync(CancellationToken cancellationToken)
@@ -74,15 +81,15 @@ public sealed class CollectorRunner
         {
             do
             {
-                if (current is { IsCompleted: false } || _abandoned is { IsCompleted: false })
+                if (IsBusy)
                 {
                     Interlocked.Increment(ref _skipped);
                     if (FirstTime("skipped")) CollectorRunnerLog.Skipped(_logger, _collector.Name);
                 }
                 else
                 {
-                    // On the thread pool, so a collector that blocks synchronously cannot hold up the ticks.
-                    current = Task.Run(() => CollectOnceAsync(cancellationToken), CancellationToken.None);
+                    Volatile.Write(ref _collecting, 1);
+                    current = CollectOnceAsync(cancellationToken);
                 }
             }
             while (await timer.WaitForNextTickAsync(cancellationToken));
@@ -96,21 +103,27 @@ public sealed class CollectorRunner
 
     private async Task CollectOnceAsync(CancellationToken cancellationToken)
     {
+        try
+        {
+            await CollectAndSendAsync(cancellationToken);
+        }
+        finally
+        {
+            Volatile.Write(ref _collecting, 0);
+        }
+    }
+
+    private async Task CollectAndSendAsync(CancellationToken cancellationToken)
+    {
         Interlocked.Increment(ref _runs);
         var writer = new MetricWriter(_time.GetUtcNow().ToUnixTimeMilliseconds());
         var started = _time.GetTimestamp();
         using var timeout = new CancellationTokenSource(_settings.Timeout, _time);
         using var linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, timeout.Token);
 
-        Task collection;
-        try
-        {
-            collection = _collector.CollectAsync(writer, linked.Token).AsTask();
-        }
-        catch (Exception ex)
-        {
-            collection = Task.FromException(ex);
-        }
+        // On the thread pool, so that a collector that blocks synchronously can still be timed out and abandoned;
+        // an exception it throws before returning a task faults the task like any other.
+        var collection = Task.Run(() => _collector.CollectAsync(writer, linked.Token).AsTask(), CancellationToken.None);
 
         var succeeded = false;
         try

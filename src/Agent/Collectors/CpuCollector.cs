@@ -23,7 +23,7 @@ public sealed class CpuCollector(CollectorSettings settings) : ICollector
     public ValueTask CollectAsync(MetricWriter writer, CancellationToken cancellationToken)
     {
         cancellationToken.ThrowIfCancellationRequested();
-        var text = File.ReadAllText(_path);
+        var text = ProcText.ReadFile(_path);
         var current = new Dictionary<string, CpuTimes>(_previous.Count, StringComparer.Ordinal);
 
         foreach (var range in text.AsSpan().Split('\n'))

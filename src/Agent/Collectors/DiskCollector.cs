@@ -57,7 +57,7 @@ public sealed class DiskCollector : ICollector
     public async ValueTask CollectAsync(MetricWriter writer, CancellationToken cancellationToken)
     {
         cancellationToken.ThrowIfCancellationRequested();
-        var mounts = ReadMounts(File.ReadAllText(_mountsPath));
+        var mounts = ReadMounts(ProcText.ReadFile(_mountsPath));
 
         var started = new List<(Mount Mount, Task<StatVfs?> Call)>(mounts.Count);
         var stuck = new List<Mount>();

@@ -13,7 +13,7 @@ public sealed class LoadCollector(CollectorSettings settings) : ICollector
     public ValueTask CollectAsync(MetricWriter writer, CancellationToken cancellationToken)
     {
         cancellationToken.ThrowIfCancellationRequested();
-        var text = File.ReadAllText(_path);
+        var text = ProcText.ReadFile(_path);
         // "0.42 0.30 0.25 3/219 21936"
         var rest = text.AsSpan();
         if (!ProcText.NextDouble(ref rest, out var load1)

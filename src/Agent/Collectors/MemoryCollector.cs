@@ -15,7 +15,7 @@ public sealed class MemoryCollector(CollectorSettings settings) : ICollector
     public ValueTask CollectAsync(MetricWriter writer, CancellationToken cancellationToken)
     {
         cancellationToken.ThrowIfCancellationRequested();
-        var text = File.ReadAllText(_path);
+        var text = ProcText.ReadFile(_path);
         ulong? total = null, free = null, available = null, buffers = null, cached = null, swapTotal = null, swapFree = null;
 
         foreach (var range in text.AsSpan().Split('\n'))

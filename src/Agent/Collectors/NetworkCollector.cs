@@ -19,7 +19,7 @@ public sealed class NetworkCollector(CollectorSettings settings) : ICollector
     public ValueTask CollectAsync(MetricWriter writer, CancellationToken cancellationToken)
     {
         cancellationToken.ThrowIfCancellationRequested();
-        var text = File.ReadAllText(_path);
+        var text = ProcText.ReadFile(_path);
         var current = new Dictionary<string, Counters>(_previous.Count, StringComparer.Ordinal);
 
         foreach (var range in text.AsSpan().Split('\n'))

@@ -1,10 +1,38 @@
 using System.Globalization;
+using System.Text;
 
 namespace Fleet.Agent.Collectors;
 
-/// <summary>Tokenising of procfs text: whitespace-separated fields, unsigned counters.</summary>
+/// <summary>Reading and tokenising of procfs text: whole small files, whitespace-separated fields, unsigned counters.</summary>
 internal static class ProcText
 {
+    private const int InitialBufferBytes = 16 * 1024;
+    private const int MaxKeptBufferBytes = 1024 * 1024;
+
+    [ThreadStatic]
+    private static byte[]? t_buffer;
+
+    /// <summary>
+    /// Reads a whole procfs file into a string. procfs reports a size of 0, so this reads until end of file; the byte
+    /// buffer is kept per thread, so a collection allocates little more than the strings (a scan of every process
+    /// reads hundreds of files).
+    /// </summary>
+    public static string ReadFile(string path)
+    {
+        using var handle = File.OpenHandle(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite);
+        var buffer = t_buffer ?? new byte[InitialBufferBytes];
+        var length = 0;
+        while (true)
+        {
+            if (length == buffer.Length) Array.Resize(ref buffer, buffer.Length * 2);
+            var read = RandomAccess.Read(handle, buffer.AsSpan(length), length);
+            if (read == 0) break;
+            length += read;
+        }
+        if (buffer.Length <= MaxKeptBufferBytes) t_buffer = buffer;
+        return Encoding.UTF8.GetString(buffer, 0, length);
+    }
+
     /// <summary>Cuts the next whitespace-separated token off <paramref name="rest"/>; false when none is left.</summary>
     public static bool NextToken(ref ReadOnlySpan<char> rest, out ReadOnlySpan<char> token)
     {

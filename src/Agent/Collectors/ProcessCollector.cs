@@ -78,11 +78,13 @@ public sealed class ProcessCollector : ICollector
                 entry.Count++;
                 entry.RssPages += process.RssPages;
                 entry.CpuTicks += cpuTicks.Value;
-                entry.OldestStartTicks = Math.Min(entry.Count == 1 ? ulong.MaxValue : entry.OldestStartTicks, process.StartTicks);
+                entry.OldestStartTicks = entry.Count == 1 ? process.StartTicks : Math.Min(entry.OldestStartTicks, process.StartTicks);
             }
         }
 
-        double? seconds = _previousTimeUnixMs is { } before2 && writer.TimeUnixMs > before2 ? (writer.TimeUnixMs - before2) / 1000.0 : null;
+        double? seconds = _previousTimeUnixMs is { } previousTime && writer.TimeUnixMs > previousTime
+            ? (writer.TimeUnixMs - previousTime) / 1000.0
+            : null;
         for (var i = 0; i < _matchers.Length; i++)
         {
             var label = _matchers[i].Entry;
@@ -113,7 +115,7 @@ public sealed class ProcessCollector : ICollector
     {
         try
         {
-            return File.ReadAllText(Path.Combine(directory, name));
+            return ProcText.ReadFile(Path.Combine(directory, name));
         }
         catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
         {

@@ -46,15 +46,15 @@ public sealed class CollectorRunnerTests : IDisposable
         Assert.Equal(0, Value(first, "agent.collector.errors_total", "test"));
         Assert.Equal(0, Value(first, "agent.collector.timeouts_total", "test"));
         Assert.Equal(0, Value(first, "agent.collector.skipped_total", "test"));
+        Assert.Equal(5, first.Count);
         Assert.All(first, s => Assert.Equal(Start.ToUnixTimeMilliseconds(), s.TimeUnixMs));
         Assert.Equal(new CollectorStats(1, 0, 0, 0, TimeSpan.FromMilliseconds(1500)), runner.Stats);
 
-        _time.Advance(Interval - TimeSpan.FromMilliseconds(1500));
+        await AdvanceToNextTickAsync(runner);
         var second = await NextBatchAsync();
 
         Assert.All(second, s => Assert.Equal(Start.ToUnixTimeMilliseconds() + 10_000, s.TimeUnixMs));
-        await _stop.CancelAsync();
-        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => run.DefaultTimeout());
+        await StopAsync(run);
     }
 
     [Fact]
@@ -84,9 +84,11 @@ public sealed class CollectorRunnerTests : IDisposable
         Assert.Equal(1, Value(first, "test.value"));
         Assert.Equal(1, Value(first, "agent.collector.skipped_total", "test"));
 
-        await AdvanceUntilAsync(() => collector.Calls == 2, "the next tick to collect again");
-        await _stop.CancelAsync();
-        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => run.DefaultTimeout());
+        await AdvanceToNextTickAsync(runner);
+        await Eventually.UntilAsync(() => collector.Calls == 2, "the next tick to collect again");
+        Assert.Equal(1, runner.Stats.Skipped);
+        Assert.Single(_logger.Entries, e => e.Level == LogLevel.Warning && e.Message.Contains("skipped", StringComparison.Ordinal));
+        await StopAsync(run);
     }
 
     [Fact]
@@ -111,20 +113,23 @@ public sealed class CollectorRunnerTests : IDisposable
         Assert.Equal(3, Value(first, "agent.collector.duration_seconds", "test"));
         Assert.DoesNotContain(first, s => s.Name == "test.partial"); // what a timed-out collection wrote is dropped
 
-        _time.Advance(Interval - TimeSpan.FromSeconds(3));
+        await AdvanceToNextTickAsync(runner);
         await Eventually.UntilAsync(() => collector.Calls == 2, "the next tick to collect again");
         Assert.Equal(0, runner.Stats.Skipped);
         Assert.Single(_logger.Entries, e => e.Level == LogLevel.Warning && e.Message.Contains("timed out", StringComparison.Ordinal));
-        await _stop.CancelAsync();
-        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => run.DefaultTimeout());
+        await StopAsync(run);
     }
 
     [Fact]
     public async Task A_timed_out_collection_that_ignores_cancellation_keeps_ticks_skipped_until_it_returns()
     {
-        var stuck = new TaskCompletionSource();
+        // The first collection blocks its thread and never looks at the token.
         TestCollector? collector = null;
-        collector = new TestCollector((_, _) => collector!.Calls == 1 ? stuck.Task : Task.CompletedTask);
+        collector = new TestCollector((_, _) =>
+        {
+            if (collector!.Calls == 1) _gate.Wait();
+            return Task.CompletedTask;
+        });
         var runner = Runner(collector, timeout: TimeSpan.FromSeconds(3));
 
         var run = runner.RunAsync(_stop.Token);
@@ -137,13 +142,13 @@ public sealed class CollectorRunnerTests : IDisposable
         Assert.Equal(1, runner.Stats.TimedOut);
         Assert.Equal(1, collector.Calls);
 
-        stuck.SetResult(); // it finally returns
-        _time.Advance(Interval);
+        _gate.Set(); // it finally returns
+        await AdvanceToNextTickAsync(runner);
         await Eventually.UntilAsync(() => collector.Calls == 2, "collections to resume");
         var resumed = await NextBatchAsync();
         Assert.Equal(1, Value(resumed, "agent.collector.skipped_total", "test"));
-        await _stop.CancelAsync();
-        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => run.DefaultTimeout());
+        Assert.Equal(1, Value(resumed, "agent.collector.timeouts_total", "test"));
+        await StopAsync(run);
     }
 
     [Fact]
@@ -154,19 +159,19 @@ public sealed class CollectorRunnerTests : IDisposable
         var runner = Runner(collector, timeout: TimeSpan.FromSeconds(5));
 
         var run = runner.RunAsync(_stop.Token);
-        await AdvanceUntilAsync(() => runner.Stats.Errors >= 6, "six failures, three with each message");
-        await Eventually.UntilAsync(() => runner.Stats.Errors == runner.Stats.Runs && _batches.Count == runner.Stats.Runs, "the last run to finish");
+        for (var i = 1; i < 6; i++) await AdvanceToNextTickAsync(runner);
+        await Eventually.UntilAsync(() => _batches.Count == 6, "six batches");
 
         Assert.False(run.IsCompleted);
+        Assert.Equal(new CollectorStats(6, 0, 0, 6, TimeSpan.Zero), runner.Stats);
         var warnings = _logger.Entries.Where(e => e.Level == LogLevel.Warning).Select(e => e.Message).ToList();
+        Assert.Equal(2, warnings.Count);
         Assert.Single(warnings, m => m.Contains("device busy", StringComparison.Ordinal));
         Assert.Single(warnings, m => m.Contains("permission denied", StringComparison.Ordinal));
         var last = _batches.Last();
-        Assert.True(Value(last, "agent.collector.errors_total", "test") >= 6);
+        Assert.Equal(6, Value(last, "agent.collector.errors_total", "test"));
         Assert.Equal(4, last.Count); // self-metrics only
-
-        await _stop.CancelAsync();
-        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => run.DefaultTimeout());
+        await StopAsync(run);
     }
 
     [Fact]
@@ -187,12 +192,13 @@ public sealed class CollectorRunnerTests : IDisposable
 
         var run = runner.RunAsync(_stop.Token);
         await Eventually.UntilAsync(() => runner.Stats.Errors == 1, "the sink failure to be counted");
-        await AdvanceUntilAsync(() => !_batches.IsEmpty, "the next collection to reach the sink");
+        await AdvanceToNextTickAsync(runner);
+        var second = await NextBatchAsync();
 
-        Assert.Equal(1, Value(_batches.First(), "agent.collector.errors_total", "test"));
+        Assert.Equal(1, Value(second, "test.value"));
+        Assert.Equal(1, Value(second, "agent.collector.errors_total", "test"));
         Assert.Single(_logger.Entries, e => e.Message.Contains("outbox full", StringComparison.Ordinal));
-        await _stop.CancelAsync();
-        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => run.DefaultTimeout());
+        await StopAsync(run);
     }
 
     [Fact]
@@ -208,8 +214,24 @@ public sealed class CollectorRunnerTests : IDisposable
 
         Assert.Equal(0.5, Value(batch, "load.1m"));
         Assert.Equal(0, Value(batch, "agent.collector.errors_total", "load"));
-        await _stop.CancelAsync();
-        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => run.DefaultTimeout());
+        await StopAsync(run);
+    }
+
+    [Fact]
+    public async Task Cancellation_ends_the_runner_even_while_a_collection_ignores_it()
+    {
+        var collector = new TestCollector((_, _) =>
+        {
+            _gate.Wait();
+            return Task.CompletedTask;
+        });
+        var runner = Runner(collector, timeout: TimeSpan.FromMinutes(1));
+
+        var run = runner.RunAsync(_stop.Token);
+        await Eventually.UntilAsync(() => collector.Calls == 1, "the collection to start");
+
+        await StopAsync(run);
+        Assert.Empty(_batches);
     }
 
     private CollectorRunner Runner(ICollector collector, TimeSpan timeout) =>
@@ -226,14 +248,19 @@ public sealed class CollectorRunnerTests : IDisposable
         return batch!;
     }
 
-    /// <summary>Moves the fake clock on by intervals until the condition holds (a tick may land while a run finishes).</summary>
-    private Task AdvanceUntilAsync(Func<bool> condition, string what) =>
-        Eventually.UntilAsync(() =>
-        {
-            if (condition()) return true;
-            _time.Advance(Interval);
-            return false;
-        }, what);
+    /// <summary>Waits until the runner would collect at a tick, then moves the clock to the next tick.</summary>
+    private async Task AdvanceToNextTickAsync(CollectorRunner runner)
+    {
+        await Eventually.UntilAsync(() => !runner.IsBusy, "the runner to finish its collection");
+        var sinceTick = (_time.GetUtcNow() - Start).Ticks % Interval.Ticks;
+        _time.Advance(Interval - TimeSpan.FromTicks(sinceTick));
+    }
+
+    private async Task StopAsync(Task run)
+    {
+        await _stop.CancelAsync();
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => run.DefaultTimeout());
+    }
 
     private static double Value(IReadOnlyList<MetricSample> batch, string name, string? collector = null) =>
         batch.Find(name, collector is null ? [] : [("collector", collector)])?.Value
