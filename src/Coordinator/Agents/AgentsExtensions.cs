@@ -14,6 +14,7 @@ public static class AgentsExtensions
         builder.Services.AddSingleton<AgentSessions>();
         builder.Services.AddSingleton<AgentRegistry>();
         builder.Services.AddSingleton<BatchIngest>();
+        builder.Services.AddHostedService(sp => sp.GetRequiredService<BatchIngest>());
         builder.Services.AddSingleton<IBatchPayloadHandler, AgentEventsHandler>();
         if (builder.Configuration.HasRedis())
         {

@@ -1,5 +1,6 @@
 using Fleet.Coordinator.Storage;
 using Fleet.Protocol.V1;
+using System.Threading.Channels;
 using Microsoft.EntityFrameworkCore;
 
 namespace Fleet.Coordinator.Agents;
@@ -24,10 +25,21 @@ public readonly record struct IngestResult(IngestOutcome Outcome, string? Reason
 /// Stores agent batches exactly once: the (agent, epoch, counter) row and the payload's rows commit in one
 /// transaction, and the agent gets its ack only after that commit. A redelivered batch is acknowledged again
 /// without storing anything.
+/// One writer groups the batches that arrive while the previous group is being written — from any number of
+/// streams — into a single transaction (one commit, one WAL flush), so storage keeps up with thousands of agents.
+/// If a group fails (one malformed batch, a redelivery racing its first delivery), its batches are stored one by
+/// one so each gets its own answer.
 /// </summary>
-public sealed class BatchIngest(IDbContextFactory<FleetDbContext> dbFactory, IEnumerable<IBatchPayloadHandler> handlers, TimeProvider time)
+public sealed partial class BatchIngest(IDbContextFactory<FleetDbContext> dbFactory, IEnumerable<IBatchPayloadHandler> handlers, TimeProvider time, ILogger<BatchIngest> logger) : BackgroundService
 {
+    const int MaxGroup = 500;
     readonly Dictionary<Batch.PayloadOneofCase, IBatchPayloadHandler> handlers = handlers.ToDictionary(h => h.Payload);
+    readonly Channel<Pending> queue = Channel.CreateBounded<Pending>(new BoundedChannelOptions(20_000) { SingleReader = true });
+
+    sealed record Pending(string AgentId, Batch Batch, IBatchPayloadHandler Handler, TaskCompletionSource<IngestResult> Done)
+    {
+        public (string, long, long) Key => (AgentId, unchecked((long)Batch.Key.Epoch), unchecked((long)Batch.Key.Counter));
+    }
 
     public async Task<IngestResult> StoreAsync(string agentId, Batch batch, CancellationToken cancellationToken)
     {
@@ -37,9 +49,99 @@ public sealed class BatchIngest(IDbContextFactory<FleetDbContext> dbFactory, IEn
             return new(IngestOutcome.Rejected, $"batch {batch.Key.Epoch}/{batch.Key.Counter}: payload is missing");
         if (!handlers.TryGetValue(batch.PayloadCase, out var handler))
             return new(IngestOutcome.Rejected, $"batch {batch.Key.Epoch}/{batch.Key.Counter}: payload '{batch.PayloadCase}' is not supported by this coordinator");
+        var pending = new Pending(agentId, batch, handler, new TaskCompletionSource<IngestResult>(TaskCreationOptions.RunContinuationsAsynchronously));
+        await queue.Writer.WriteAsync(pending, cancellationToken);
+        return await pending.Done.Task.WaitAsync(cancellationToken);
+    }
 
-        var epoch = unchecked((long)batch.Key.Epoch);
-        var counter = unchecked((long)batch.Key.Counter);
+    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    {
+        var group = new List<Pending>(MaxGroup);
+        try
+        {
+            while (await queue.Reader.WaitToReadAsync(stoppingToken))
+            {
+                group.Clear();
+                while (group.Count < MaxGroup && queue.Reader.TryRead(out var pending)) group.Add(pending);
+                await StoreGroupAsync(group, stoppingToken);
+            }
+        }
+        catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested) { }
+        while (queue.Reader.TryRead(out var left)) left.Done.TrySetCanceled(stoppingToken);
+    }
+
+    async Task StoreGroupAsync(List<Pending> group, CancellationToken cancellationToken)
+    {
+        var fresh = new List<Pending>(group.Count);
+        var later = new List<Pending>();
+        try
+        {
+            await using var db = dbFactory.CreateDbContext();
+            var agentIds = group.Select(p => p.AgentId).Distinct().ToList();
+            var counters = group.Select(p => p.Key.Item3).Distinct().ToList();
+            var existing = (await db.ReceivedBatches.AsNoTracking()
+                    .Where(b => agentIds.Contains(b.AgentId) && counters.Contains(b.Counter))
+                    .Select(b => new { b.AgentId, b.Epoch, b.Counter })
+                    .ToListAsync(cancellationToken))
+                .Select(b => (b.AgentId, b.Epoch, b.Counter)).ToHashSet();
+            var seen = new HashSet<(string, long, long)>();
+            foreach (var p in group)
+            {
+                if (existing.Contains(p.Key)) p.Done.TrySetResult(new(IngestOutcome.Duplicate));
+                else if (!seen.Add(p.Key)) later.Add(p); // the same batch twice in one group: answer it after the first commits
+                else fresh.Add(p);
+            }
+            if (fresh.Count > 0)
+            {
+                await using var tx = await db.Database.BeginTransactionAsync(cancellationToken);
+                var now = time.GetUtcNow().UtcDateTime;
+                foreach (var p in fresh)
+                {
+                    var (agentId, epoch, counter) = p.Key;
+                    db.ReceivedBatches.Add(new ReceivedBatch { AgentId = agentId, Epoch = epoch, Counter = counter, ReceivedAt = now });
+                    await p.Handler.AddAsync(db, agentId, p.Batch, cancellationToken);
+                }
+                await db.SaveChangesAsync(cancellationToken);
+                await tx.CommitAsync(cancellationToken);
+                foreach (var p in fresh)
+                {
+                    await AfterCommitAsync(p, cancellationToken);
+                    p.Done.TrySetResult(new(IngestOutcome.Stored));
+                }
+            }
+        }
+        catch (Exception ex) when (ex is DbUpdateException or System.Data.Common.DbException or ArgumentException or InvalidOperationException or FormatException or OverflowException)
+        {
+            if (fresh.Count > 1) LogGroupFallback(fresh.Count, ex.Message);
+            foreach (var p in fresh.Where(p => !p.Done.Task.IsCompleted))
+                await StoreOneAsync(p, cancellationToken);
+        }
+        foreach (var p in later)
+            await StoreOneAsync(p, cancellationToken);
+    }
+
+    async Task AfterCommitAsync(Pending p, CancellationToken cancellationToken)
+    {
+        try { await p.Handler.AfterCommitAsync(p.AgentId, p.Batch, cancellationToken); }
+        catch (Exception ex) when (ex is not OperationCanceledException)
+        {
+            LogAfterCommitFailed(p.AgentId, ex); // caches only: the batch is stored, the ack stands
+        }
+    }
+
+    async Task StoreOneAsync(Pending p, CancellationToken cancellationToken)
+    {
+        try { p.Done.TrySetResult(await StoreOneCoreAsync(p, cancellationToken)); }
+        catch (Exception ex)
+        {
+            p.Done.TrySetException(ex); // no ack: the agent will send it again
+        }
+    }
+
+    async Task<IngestResult> StoreOneCoreAsync(Pending p, CancellationToken cancellationToken)
+    {
+        var (agentId, epoch, counter) = p.Key;
+        var batch = p.Batch;
         await using var db = dbFactory.CreateDbContext();
         if (await db.ReceivedBatches.AnyAsync(b => b.AgentId == agentId && b.Epoch == epoch && b.Counter == counter, cancellationToken))
             return new(IngestOutcome.Duplicate);
@@ -48,7 +150,7 @@ public sealed class BatchIngest(IDbContextFactory<FleetDbContext> dbFactory, IEn
         db.ReceivedBatches.Add(new ReceivedBatch { AgentId = agentId, Epoch = epoch, Counter = counter, ReceivedAt = time.GetUtcNow().UtcDateTime });
         try
         {
-            await handler.AddAsync(db, agentId, batch, cancellationToken);
+            await p.Handler.AddAsync(db, agentId, batch, cancellationToken);
         }
         catch (Exception ex) when (ex is ArgumentException or InvalidOperationException or FormatException or OverflowException)
         {
@@ -59,7 +161,7 @@ public sealed class BatchIngest(IDbContextFactory<FleetDbContext> dbFactory, IEn
         {
             await db.SaveChangesAsync(cancellationToken);
             await tx.CommitAsync(cancellationToken);
-            await handler.AfterCommitAsync(agentId, batch, cancellationToken);
+            await AfterCommitAsync(p, cancellationToken);
             return new(IngestOutcome.Stored);
         }
         catch (DbUpdateException)
@@ -77,6 +179,12 @@ public sealed class BatchIngest(IDbContextFactory<FleetDbContext> dbFactory, IEn
         await using var db = dbFactory.CreateDbContext();
         return await db.ReceivedBatches.AnyAsync(b => b.AgentId == agentId && b.Epoch == epoch && b.Counter == counter, cancellationToken);
     }
+
+    [LoggerMessage(Level = LogLevel.Debug, Message = "A group of {Count} batches failed ({Problem}); storing them one by one")]
+    partial void LogGroupFallback(int count, string problem);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Stored a batch from agent {AgentId} but could not update caches after the commit")]
+    partial void LogAfterCommitFailed(string agentId, Exception exception);
 }
 
 /// <summary>Agent events (started, outbox dropped data, ...).</summary>
