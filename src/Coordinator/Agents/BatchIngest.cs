@@ -13,6 +13,13 @@ public interface IBatchPayloadHandler
     /// <summary>Adds the payload's rows to <paramref name="db"/> (or writes them on its connection): they commit in the dedupe transaction.</summary>
     Task AddAsync(FleetDbContext db, string agentId, Batch batch, CancellationToken cancellationToken);
 
+    /// <summary>Adds the rows of several batches at once (one COPY instead of one per batch, for instance).</summary>
+    async Task AddGroupAsync(FleetDbContext db, IReadOnlyList<(string AgentId, Batch Batch)> batches, CancellationToken cancellationToken)
+    {
+        foreach (var (agentId, batch) in batches)
+            await AddAsync(db, agentId, batch, cancellationToken);
+    }
+
     /// <summary>After the commit (first delivery only): update caches such as latest values.</summary>
     Task AfterCommitAsync(string agentId, Batch batch, CancellationToken cancellationToken) => Task.CompletedTask;
 }
@@ -99,8 +106,9 @@ public sealed partial class BatchIngest(IDbContextFactory<FleetDbContext> dbFact
                 {
                     var (agentId, epoch, counter) = p.Key;
                     db.ReceivedBatches.Add(new ReceivedBatch { AgentId = agentId, Epoch = epoch, Counter = counter, ReceivedAt = now });
-                    await p.Handler.AddAsync(db, agentId, p.Batch, cancellationToken);
                 }
+                foreach (var byHandler in fresh.GroupBy(p => p.Handler))
+                    await byHandler.Key.AddGroupAsync(db, byHandler.Select(p => (p.AgentId, p.Batch)).ToList(), cancellationToken);
                 await db.SaveChangesAsync(cancellationToken);
                 await tx.CommitAsync(cancellationToken);
                 foreach (var p in fresh)

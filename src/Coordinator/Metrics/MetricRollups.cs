@@ -15,16 +15,16 @@ static class MetricRollups
 {
     public static readonly int[] Resolutions = [60, 3600];
 
-    public readonly record struct Bucketed(string Name, string Labels, int Resolution, DateTime Bucket, double Min, double Max, double Sum, long Count, double Last, DateTime LastTime);
+    public readonly record struct Bucketed(string AgentId, string Name, string Labels, int Resolution, DateTime Bucket, double Min, double Max, double Sum, long Count, double Last, DateTime LastTime);
 
-    public static List<Bucketed> Aggregate(IEnumerable<(string Name, string Labels, DateTime Time, double Value)> samples)
+    public static List<Bucketed> Aggregate(IEnumerable<(string AgentId, string Name, string Labels, DateTime Time, double Value)> samples)
     {
-        var result = new Dictionary<(string, string, int, DateTime), Bucketed>();
+        var result = new Dictionary<(string, string, string, int, DateTime), Bucketed>();
         foreach (var s in samples)
             foreach (var resolution in Resolutions)
             {
                 var bucket = new DateTime(s.Time.Ticks - s.Time.Ticks % TimeSpan.FromSeconds(resolution).Ticks, DateTimeKind.Utc);
-                var key = (s.Name, s.Labels, resolution, bucket);
+                var key = (s.AgentId, s.Name, s.Labels, resolution, bucket);
                 result[key] = result.TryGetValue(key, out var a)
                     ? a with
                     {
@@ -35,12 +35,12 @@ static class MetricRollups
                         Last = s.Time >= a.LastTime ? s.Value : a.Last,
                         LastTime = s.Time >= a.LastTime ? s.Time : a.LastTime,
                     }
-                    : new Bucketed(s.Name, s.Labels, resolution, bucket, s.Value, s.Value, s.Value, 1, s.Value, s.Time);
+                    : new Bucketed(s.AgentId, s.Name, s.Labels, resolution, bucket, s.Value, s.Value, s.Value, 1, s.Value, s.Time);
             }
         return [.. result.Values];
     }
 
-    public static async Task UpsertAsync(FleetDbContext db, string agentId, List<Bucketed> aggregates, CancellationToken cancellationToken)
+    public static async Task UpsertAsync(FleetDbContext db, List<Bucketed> aggregates, CancellationToken cancellationToken)
     {
         if (aggregates.Count == 0) return;
         if (db.Database.IsNpgsql())
@@ -48,7 +48,7 @@ static class MetricRollups
             var connection = (NpgsqlConnection)db.Database.GetDbConnection();
             await using var command = new NpgsqlCommand("""
                 INSERT INTO metric_rollups AS r ("AgentId", "Name", "Labels", "Resolution", "Bucket", "Min", "Max", "Sum", "Count", "Last", "LastTime")
-                SELECT @agent, * FROM unnest(@names, @labels, @resolutions, @buckets, @mins, @maxs, @sums, @counts, @lasts, @lastTimes)
+                SELECT * FROM unnest(@agents, @names, @labels, @resolutions, @buckets, @mins, @maxs, @sums, @counts, @lasts, @lastTimes)
                 ON CONFLICT ("AgentId", "Name", "Labels", "Resolution", "Bucket") DO UPDATE SET
                   "Min" = LEAST(r."Min", excluded."Min"),
                   "Max" = GREATEST(r."Max", excluded."Max"),
@@ -57,7 +57,7 @@ static class MetricRollups
                   "Last" = CASE WHEN excluded."LastTime" >= r."LastTime" THEN excluded."Last" ELSE r."Last" END,
                   "LastTime" = GREATEST(r."LastTime", excluded."LastTime")
                 """, connection, (NpgsqlTransaction?)db.Database.CurrentTransaction?.GetDbTransaction());
-            command.Parameters.AddWithValue("agent", agentId);
+            command.Parameters.AddWithValue("agents", aggregates.Select(a => a.AgentId).ToArray());
             command.Parameters.AddWithValue("names", aggregates.Select(a => a.Name).ToArray());
             command.Parameters.AddWithValue("labels", aggregates.Select(a => a.Labels).ToArray());
             command.Parameters.AddWithValue("resolutions", aggregates.Select(a => a.Resolution).ToArray());
@@ -74,7 +74,7 @@ static class MetricRollups
         foreach (var a in aggregates)
             await db.Database.ExecuteSqlInterpolatedAsync($"""
                 INSERT INTO metric_rollups ("AgentId", "Name", "Labels", "Resolution", "Bucket", "Min", "Max", "Sum", "Count", "Last", "LastTime")
-                VALUES ({agentId}, {a.Name}, {a.Labels}, {a.Resolution}, {a.Bucket}, {a.Min}, {a.Max}, {a.Sum}, {a.Count}, {a.Last}, {a.LastTime})
+                VALUES ({a.AgentId}, {a.Name}, {a.Labels}, {a.Resolution}, {a.Bucket}, {a.Min}, {a.Max}, {a.Sum}, {a.Count}, {a.Last}, {a.LastTime})
                 ON CONFLICT ("AgentId", "Name", "Labels", "Resolution", "Bucket") DO UPDATE SET
                   "Min" = min("Min", excluded."Min"),
                   "Max" = max("Max", excluded."Max"),

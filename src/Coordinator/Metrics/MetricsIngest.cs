@@ -17,25 +17,33 @@ sealed class MetricsIngestHandler(ILatestMetrics latest) : IBatchPayloadHandler
 {
     public Batch.PayloadOneofCase Payload => Batch.PayloadOneofCase.Metrics;
 
-    public async Task AddAsync(FleetDbContext db, string agentId, Batch batch, CancellationToken cancellationToken)
+    public Task AddAsync(FleetDbContext db, string agentId, Batch batch, CancellationToken cancellationToken) =>
+        AddGroupAsync(db, [(agentId, batch)], cancellationToken);
+
+    public async Task AddGroupAsync(FleetDbContext db, IReadOnlyList<(string AgentId, Batch Batch)> batches, CancellationToken cancellationToken)
     {
-        var samples = batch.Metrics.Samples;
-        foreach (var s in samples)
-        {
-            if (string.IsNullOrEmpty(s.Name) || s.Name.Length > 200)
-                throw new ArgumentException($"metrics.samples.name: '{s.Name}' must be 1-200 characters");
-            if (double.IsNaN(s.Value) || double.IsInfinity(s.Value))
-                throw new ArgumentException($"metrics.samples.value of '{s.Name}' is {s.Value}; only finite numbers are stored");
-        }
+        var rows = new List<(string AgentId, string Name, string Labels, DateTime Time, double Value)>();
+        foreach (var (agentId, batch) in batches)
+            foreach (var s in batch.Metrics.Samples)
+            {
+                if (string.IsNullOrEmpty(s.Name) || s.Name.Length > 200)
+                    throw new ArgumentException($"metrics.samples.name: '{s.Name}' must be 1-200 characters");
+                if (double.IsNaN(s.Value) || double.IsInfinity(s.Value))
+                    throw new ArgumentException($"metrics.samples.value of '{s.Name}' is {s.Value}; only finite numbers are stored");
+                rows.Add((agentId, s.Name, MetricLabels.Canonical(s.Labels), Time(s.TimeUnixMs), s.Value));
+            }
         if (db.Database.IsNpgsql())
-            await CopyAsync(db, agentId, samples, cancellationToken);
+            await CopyAsync(db, rows, cancellationToken);
         else
-            foreach (var s in samples)
-                db.Set<MetricSampleRecord>().Add(new MetricSampleRecord { AgentId = agentId, Name = s.Name, Labels = MetricLabels.Canonical(s.Labels), Time = Time(s.TimeUnixMs), Value = s.Value });
+            foreach (var r in rows)
+                db.Set<MetricSampleRecord>().Add(new MetricSampleRecord { AgentId = r.AgentId, Name = r.Name, Labels = r.Labels, Time = r.Time, Value = r.Value });
+        await MetricRollups.UpsertAsync(db, MetricRollups.Aggregate(rows), cancellationToken);
+        foreach (var (agentId, batch) in batches)
+            AddProbes(db, agentId, batch);
+    }
 
-        await MetricRollups.UpsertAsync(db, agentId,
-            MetricRollups.Aggregate(samples.Select(s => (s.Name, MetricLabels.Canonical(s.Labels), Time(s.TimeUnixMs), s.Value))), cancellationToken);
-
+    static void AddProbes(FleetDbContext db, string agentId, Batch batch)
+    {
         foreach (var p in batch.Metrics.Probes)
         {
             if (string.IsNullOrEmpty(p.Name) || p.Name.Length > 200)
@@ -53,7 +61,7 @@ sealed class MetricsIngestHandler(ILatestMetrics latest) : IBatchPayloadHandler
 
     static DateTime Time(long unixMs) => DateTimeOffset.FromUnixTimeMilliseconds(unixMs).UtcDateTime;
 
-    static async Task CopyAsync(FleetDbContext db, string agentId, Google.Protobuf.Collections.RepeatedField<MetricSample> samples, CancellationToken cancellationToken)
+    static async Task CopyAsync(FleetDbContext db, List<(string AgentId, string Name, string Labels, DateTime Time, double Value)> samples, CancellationToken cancellationToken)
     {
         if (samples.Count == 0) return;
         var connection = (NpgsqlConnection)db.Database.GetDbConnection();
@@ -66,10 +74,10 @@ sealed class MetricsIngestHandler(ILatestMetrics latest) : IBatchPayloadHandler
             foreach (var s in samples)
             {
                 await import.StartRowAsync(cancellationToken);
-                await import.WriteAsync(agentId, NpgsqlDbType.Text, cancellationToken);
+                await import.WriteAsync(s.AgentId, NpgsqlDbType.Text, cancellationToken);
                 await import.WriteAsync(s.Name, NpgsqlDbType.Text, cancellationToken);
-                await import.WriteAsync(MetricLabels.Canonical(s.Labels), NpgsqlDbType.Text, cancellationToken);
-                await import.WriteAsync(Time(s.TimeUnixMs), NpgsqlDbType.TimestampTz, cancellationToken);
+                await import.WriteAsync(s.Labels, NpgsqlDbType.Text, cancellationToken);
+                await import.WriteAsync(s.Time, NpgsqlDbType.TimestampTz, cancellationToken);
                 await import.WriteAsync(s.Value, NpgsqlDbType.Double, cancellationToken);
             }
             await import.CompleteAsync(cancellationToken);
