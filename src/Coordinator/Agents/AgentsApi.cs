@@ -1,4 +1,5 @@
 using Fleet.Coordinator.Agents.Presence;
+using Fleet.Coordinator.Hosting;
 using Fleet.Coordinator.Security;
 using Fleet.Coordinator.Storage;
 using Fleet.Protocol;
@@ -38,7 +39,7 @@ sealed partial class AgentsApi(
 
     public override async Task<V1.Agent> GetAgent(GetAgentRequest request, ServerCallContext context)
     {
-        ValidateId(request.Id);
+        ApiArguments.AgentId(request.Id, "id");
         await using var db = dbFactory.CreateDbContext();
         var record = await db.Agents.AsNoTracking().SingleOrDefaultAsync(a => a.Id == request.Id, context.CancellationToken)
             ?? throw new RpcException(new Status(StatusCode.NotFound, $"agent '{request.Id}' not found"));
@@ -48,7 +49,7 @@ sealed partial class AgentsApi(
 
     public override async Task<RemoveAgentResponse> RemoveAgent(RemoveAgentRequest request, ServerCallContext context)
     {
-        ValidateId(request.Id);
+        ApiArguments.AgentId(request.Id, "id");
         var actor = context.Actor();
         var wasOnline = (await presence.GetAsync([request.Id], context.CancellationToken)).ContainsKey(request.Id);
         if (!await registry.RemoveAsync(request.Id, actor, wasOnline, context.CancellationToken))
@@ -58,12 +59,6 @@ sealed partial class AgentsApi(
         await disconnector.DisconnectAsync(request.Id, context.CancellationToken);
         LogRemoved(request.Id, actor.ToString(), wasOnline);
         return new RemoveAgentResponse { Id = request.Id, Disconnected = wasOnline };
-    }
-
-    static void ValidateId(string id)
-    {
-        if (!AgentIds.IsValid(id))
-            throw new RpcException(new Status(StatusCode.InvalidArgument, AgentIds.Describe("id", id)));
     }
 
     static V1.Agent ToMessage(AgentRecord record, PresenceEntry? online)

@@ -90,8 +90,8 @@ static class AuditQuery
         }
         else if (request.Action.Length > 0) query = query.Where(e => e.Action == request.Action);
         if (request.Host.Length > 0) query = query.Where(e => e.Host == request.Host);
-        if (request.From is not null) { var from = Checked(request.From, "from"); query = query.Where(e => e.Time >= from); }
-        if (request.To is not null) { var to = Checked(request.To, "to"); query = query.Where(e => e.Time < to); }
+        if (request.From is not null) { var from = Hosting.ApiArguments.Time(request.From, "from"); query = query.Where(e => e.Time >= from); }
+        if (request.To is not null) { var to = Hosting.ApiArguments.Time(request.To, "to"); query = query.Where(e => e.Time < to); }
         if (request.Q.Length > 0)
         {
             var pattern = "%" + request.Q.ToLowerInvariant().Replace("\\", "\\\\", StringComparison.Ordinal).Replace("%", "\\%", StringComparison.Ordinal).Replace("_", "\\_", StringComparison.Ordinal) + "%";
@@ -101,14 +101,5 @@ static class AuditQuery
                                   || EF.Functions.Like(e.Action.ToLower(), pattern, "\\"));
         }
         return query;
-    }
-
-    static DateTime Checked(Timestamp timestamp, string field)
-    {
-        try { return timestamp.ToDateTime(); }
-        catch (InvalidOperationException)
-        {
-            throw new RpcException(new Status(StatusCode.InvalidArgument, $"{field}: '{timestamp}' is not a valid timestamp"));
-        }
     }
 }

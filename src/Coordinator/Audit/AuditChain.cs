@@ -54,6 +54,4 @@ public static class AuditChain
     }
 
     public static string Hex(byte[]? hash) => hash is null ? "" : Convert.ToHexStringLower(hash);
-
-    public static string Describe(long seq) => seq.ToString(CultureInfo.InvariantCulture);
 }

@@ -1,5 +1,6 @@
 using Fleet.Coordinator.Agents;
 using Fleet.Coordinator.Agents.Presence;
+using Fleet.Coordinator.Hosting;
 using Fleet.Coordinator.Storage;
 using Fleet.Protocol;
 using Fleet.Protocol.V1;
@@ -77,14 +78,13 @@ sealed class MetricsApi(
 
     public override async Task<QueryMetricsResponse> QueryMetrics(QueryMetricsRequest request, ServerCallContext context)
     {
-        if (!AgentIds.IsValid(request.AgentId))
-            throw new RpcException(new Status(StatusCode.InvalidArgument, AgentIds.Describe("agent_id", request.AgentId)));
+        ApiArguments.AgentId(request.AgentId, "agent_id");
         if (string.IsNullOrWhiteSpace(request.Name))
             throw new RpcException(new Status(StatusCode.InvalidArgument, "name: a metric name is required, e.g. cpu.usage"));
         if (request.StepSeconds < 0 || request.StepSeconds > 86_400)
             throw new RpcException(new Status(StatusCode.InvalidArgument, $"step_seconds: {request.StepSeconds} is out of range (0-86400)"));
-        var to = request.To is null ? time.GetUtcNow().UtcDateTime : Checked(request.To, "to");
-        var from = request.From is null ? to.AddHours(-1) : Checked(request.From, "from");
+        var to = request.To is null ? time.GetUtcNow().UtcDateTime : ApiArguments.Time(request.To, "to");
+        var from = request.From is null ? to.AddHours(-1) : ApiArguments.Time(request.From, "from");
         if (from > to)
             throw new RpcException(new Status(StatusCode.InvalidArgument, $"from: {from:O} is after to: {to:O}"));
 
@@ -132,11 +132,5 @@ sealed class MetricsApi(
         foreach (var (k, v) in MetricLabels.Parse(labels)) series.Labels[k] = v;
         series.Points.AddRange(points.Select(p => new SeriesPoint { Time = Timestamp.FromDateTime(p.Time), Value = p.Value }));
         return series;
-    }
-
-    static DateTime Checked(Timestamp timestamp, string field)
-    {
-        try { return timestamp.ToDateTime(); }
-        catch (InvalidOperationException) { throw new RpcException(new Status(StatusCode.InvalidArgument, $"{field}: '{timestamp}' is not a valid timestamp")); }
     }
 }

@@ -23,7 +23,7 @@ static class PrometheusExposition
 
         var families = new SortedDictionary<string, List<string>>(StringComparer.Ordinal);
         void Add(string family, string labels, double value) =>
-            (families.TryGetValue(family, out var lines) ? lines : families[family] = []).Add($"{family}{{{labels}}} {Format(value)}");
+            (families.TryGetValue(family, out var lines) ? lines : families[family] = []).Add(labels.Length == 0 ? $"{family} {Format(value)}" : $"{family}{{{labels}}} {Format(value)}");
 
         foreach (var agent in agents)
         {
@@ -53,7 +53,7 @@ static class PrometheusExposition
             text.Append("# HELP ").Append(family).Append(' ').Append(Help(family)).Append('\n');
             text.Append("# TYPE ").Append(family).Append(" gauge\n");
             foreach (var line in lines.Distinct(StringComparer.Ordinal))
-                text.Append(line.Replace("{}", "", StringComparison.Ordinal)).Append('\n');
+                text.Append(line).Append('\n');
         }
         http.Response.ContentType = "text/plain; version=0.0.4; charset=utf-8";
         await http.Response.WriteAsync(text.ToString(), cancellationToken);
