@@ -20,10 +20,12 @@ public static class AgentHost
             sp.GetRequiredService<ILogger<DurableOutbox>>(),
             sp.GetRequiredService<TimeProvider>()));
         services.AddSingleton<AgentEventPublisher>();
+        services.AddSingleton<CentralConfig>();
         services.AddSingleton(sp => new CoordinatorConnection(
             options,
             sp.GetRequiredService<AgentIdentity>(),
             sp.GetRequiredService<DurableOutbox>(),
+            sp.GetRequiredService<CentralConfig>(),
             sp.GetRequiredService<TimeProvider>(),
             sp.GetRequiredService<ILogger<CoordinatorConnection>>(),
             handlerFactory));

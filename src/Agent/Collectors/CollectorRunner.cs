@@ -31,6 +31,8 @@ public sealed class CollectorRunner
     private long _timedOut;
     private long _errors;
     private long _lastDurationTicks;
+    private TimeSpan _interval;
+    private PeriodicTimer? _timer;
 
     /// <summary>1 from a tick that starts a collection until that collection's batch has been handed on.</summary>
     private int _collecting;
@@ -54,9 +56,21 @@ public sealed class CollectorRunner
         ArgumentOutOfRangeException.ThrowIfLessThanOrEqual(settings.Timeout, TimeSpan.Zero, nameof(settings));
         _collector = collector;
         _settings = settings;
+        _interval = settings.Interval;
         _sink = sink;
         _time = time;
         _logger = logger;
+    }
+
+    /// <summary>The interval in effect: the local setting, or the coordinator's override for this collector.</summary>
+    public TimeSpan Interval => _interval;
+
+    /// <summary>Changes the interval from the next tick on (central override); null restores the local setting.</summary>
+    public void SetInterval(TimeSpan? interval)
+    {
+        var effective = interval is { } i && i > TimeSpan.Zero ? i : _settings.Interval;
+        _interval = effective;
+        if (_timer is { } timer) timer.Period = effective;
     }
 
     public CollectorStats Stats => new(
@@ -75,7 +89,8 @@ public sealed class CollectorRunner
     public async Task RunAsync(CancellationToken cancellationToken)
     {
         cancellationToken.ThrowIfCancellationRequested();
-        using var timer = new PeriodicTimer(_settings.Interval, _time);
+        using var timer = new PeriodicTimer(_interval, _time);
+        _timer = timer;
         Task? current = null;
         try
         {

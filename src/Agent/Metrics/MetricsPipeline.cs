@@ -14,6 +14,7 @@ namespace Fleet.Agent.Metrics;
 /// </summary>
 public sealed partial class MetricsPipeline(
     AgentOptions options,
+    CentralConfig central,
     DurableOutbox outbox,
     TimeProvider time,
     ILoggerFactory loggers,
@@ -27,7 +28,28 @@ public sealed partial class MetricsPipeline(
     List<ProbeResult> probes = [];
     readonly SemaphoreSlim flushNow = new(0, 1);
 
+    readonly Dictionary<string, CollectorRunner> collectors = new(StringComparer.Ordinal);
+
     public long BatchesWritten { get; private set; }
+
+    /// <summary>The interval each collector runs at now (local, or overridden centrally).</summary>
+    public IReadOnlyDictionary<string, TimeSpan> Intervals
+    {
+        get { lock (collectors) return collectors.ToDictionary(c => c.Key, c => c.Value.Interval, StringComparer.Ordinal); }
+    }
+
+    /// <summary>Central intervals override the local ones for the collectors they name; the others go back to local.</summary>
+    void ApplyCentral(AgentConfig config)
+    {
+        lock (collectors)
+            foreach (var (name, runner) in collectors)
+            {
+                TimeSpan? central = config.CollectorIntervals.TryGetValue(name, out var d) ? d.ToTimeSpan() : null;
+                if (runner.Interval == (central ?? options.Collectors[name].Interval)) continue;
+                runner.SetInterval(central);
+                LogInterval(name, runner.Interval.TotalSeconds, central is null ? "agent config" : "coordinator");
+            }
+    }
 
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
@@ -37,8 +59,11 @@ public sealed partial class MetricsPipeline(
         {
             var collector = CollectorRegistry.Default.Create(name, settings);
             var runner = new CollectorRunner(collector, settings, AddSamplesAsync, time, loggers.CreateLogger("Fleet.Agent.Collectors." + name));
+            collectors[name] = runner;
             runners.Add(RunQuietlyAsync(runner.RunAsync, stoppingToken));
         }
+        central.Changed += ApplyCentral;
+        ApplyCentral(central.Current);
         foreach (var settings in options.Probes)
         {
             var probe = ProbeRegistry.Default.Create(settings, time);
@@ -60,6 +85,7 @@ public sealed partial class MetricsPipeline(
             }
         }
         catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested) { }
+        central.Changed -= ApplyCentral;
         await Task.WhenAll(runners);
         await FlushAsync(CancellationToken.None); // what was collected before the stop still goes to the outbox
         foreach (var probe in created)
@@ -116,6 +142,9 @@ public sealed partial class MetricsPipeline(
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Metrics: {Collectors} collectors and {Probes} probes running, flushing every {Seconds} s")]
     partial void LogStarted(int collectors, int probes, double seconds);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Collector {Collector} now runs every {Seconds} s (from the {Source})")]
+    partial void LogInterval(string collector, double seconds, string source);
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Metrics batch of {Samples} samples and {Probes} probe results dropped: {Reason}")]
     partial void LogDropped(int samples, int probes, string? reason);

@@ -20,6 +20,7 @@ public sealed partial class CoordinatorConnection(
     AgentOptions options,
     AgentIdentity identity,
     DurableOutbox outbox,
+    CentralConfig central,
     TimeProvider time,
     ILogger<CoordinatorConnection> logger,
     Func<HttpMessageHandler>? handlerFactory = null) : BackgroundService
@@ -94,6 +95,7 @@ public sealed partial class CoordinatorConnection(
             throw new IOException($"expected a welcome, got '{first.BodyCase}'");
         var welcome = first.Welcome;
         CoordinatorId = welcome.CoordinatorId;
+        if (welcome.Config is { } config) central.Apply(config);
         var heartbeat = welcome.Config?.HeartbeatInterval?.ToTimeSpan() is { } hb && hb > TimeSpan.Zero ? hb : options.HeartbeatInterval;
         backoff.Reset();
         SetState(ConnectionState.Connected, null);
@@ -132,6 +134,9 @@ public sealed partial class CoordinatorConnection(
                 case CoordinatorMessage.BodyOneofCase.Reject:
                     LogRejected(message.Reject.Key?.Epoch ?? 0, message.Reject.Key?.Counter ?? 0, message.Reject.Reason);
                     if (message.Reject.Key is { } k) outbox.Reject(new OutboxKey(k.Epoch, k.Counter), message.Reject.Reason);
+                    break;
+                case CoordinatorMessage.BodyOneofCase.Config:
+                    central.Apply(message.Config);
                     break;
                 case CoordinatorMessage.BodyOneofCase.Welcome:
                     break;

@@ -31,7 +31,7 @@ sealed partial class AgentGatewayService(
         CheckProtocolHeader(context);
 
         var hello = await ReadHelloAsync(requestStream, options, context.CancellationToken);
-        var session = new AgentSession(hello.AgentId, Guid.NewGuid().ToString("N"));
+        var session = new AgentSession(hello.AgentId, Guid.NewGuid().ToString("N"), hello.Tags);
         using var _ = logger.BeginScope(new Dictionary<string, object> { ["AgentId"] = hello.AgentId, ["Peer"] = context.Peer });
 
         await registry.RegisterAsync(hello, replicaId, RemoteAddress(context), context.CancellationToken);
@@ -128,12 +128,16 @@ sealed partial class AgentGatewayService(
     static Welcome Welcome(Hello hello, string replicaId, AgentsOptions options) => new()
     {
         CoordinatorId = replicaId,
-        Config = new AgentConfig
-        {
-            HeartbeatInterval = Duration.FromTimeSpan(options.HeartbeatInterval),
-            HeartbeatTimeout = Duration.FromTimeSpan(options.HeartbeatTimeout),
-            Tags = { hello.Tags },
-        },
+        Config = EffectiveConfig(hello.Tags, options),
+    };
+
+    /// <summary>The configuration an agent with these tags gets (welcome, and config updates).</summary>
+    internal static AgentConfig EffectiveConfig(IReadOnlyDictionary<string, string> tags, AgentsOptions options) => new()
+    {
+        HeartbeatInterval = Duration.FromTimeSpan(options.HeartbeatInterval),
+        HeartbeatTimeout = Duration.FromTimeSpan(options.HeartbeatTimeout),
+        Tags = { tags.ToDictionary(t => t.Key, t => t.Value) },
+        CollectorIntervals = { options.CollectorIntervalsFor(tags).ToDictionary(i => i.Key, i => Duration.FromTimeSpan(i.Value)) },
     };
 
     async Task<string> ReadLoopAsync(AgentSession session, IAsyncStreamReader<AgentMessage> requestStream, AgentsOptions options, string replicaId, CancellationTokenSource streamCts)

@@ -5,12 +5,15 @@ using Fleet.Protocol.V1;
 namespace Fleet.Coordinator.Agents;
 
 /// <summary>One live agent stream held by this replica.</summary>
-public sealed class AgentSession(string agentId, string sessionId) : IDisposable
+public sealed class AgentSession(string agentId, string sessionId, IReadOnlyDictionary<string, string>? tags = null) : IDisposable
 {
     readonly CancellationTokenSource closed = new();
 
     public string AgentId { get; } = agentId;
     public string SessionId { get; } = sessionId;
+
+    /// <summary>The tags the agent sent in its hello.</summary>
+    public IReadOnlyDictionary<string, string> Tags { get; } = tags ?? new Dictionary<string, string>();
 
     /// <summary>Messages to the agent; one writer task drains it onto the response stream.</summary>
     public Channel<CoordinatorMessage> Outgoing { get; } = Channel.CreateBounded<CoordinatorMessage>(
@@ -36,6 +39,9 @@ public sealed class AgentSessions
     readonly ConcurrentDictionary<string, AgentSession> sessions = new();
 
     public int Count => sessions.Count;
+
+    /// <summary>A snapshot of the streams held now.</summary>
+    public IReadOnlyCollection<AgentSession> All => [.. sessions.Values];
 
     /// <summary>Registers a new stream; an older stream of the same agent on this replica is closed (newest wins).</summary>
     public void Add(AgentSession session)

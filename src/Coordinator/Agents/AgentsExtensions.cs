@@ -13,6 +13,7 @@ public static class AgentsExtensions
         builder.Services.AddOptions<AgentsOptions>().BindConfiguration(AgentsOptions.Section).ValidateDataAnnotations().ValidateOnStart();
         builder.Services.AddSingleton<AgentSessions>();
         builder.Services.AddSingleton<AgentRegistry>();
+        builder.Services.AddHostedService<AgentConfigPush>();
         builder.Services.AddSingleton<BatchIngest>();
         builder.Services.AddHostedService(sp => sp.GetRequiredService<BatchIngest>());
         builder.Services.AddSingleton<IBatchPayloadHandler, AgentEventsHandler>();

@@ -28,7 +28,7 @@ public sealed class MetricsPipelineTests
             Probes = [new ProbeSettings { Name = "nothing-here", Kind = ProbeKinds.Tcp, Address = $"127.0.0.1:{closedPort}", Interval = TimeSpan.FromMilliseconds(100) }],
         };
         await using var outbox = DurableOutbox.Open(new OutboxOptions { Directory = state.Combine("outbox") }, NullLogger<DurableOutbox>.Instance);
-        var pipeline = new MetricsPipeline(options, outbox, TimeProvider.System, NullLoggerFactory.Instance, NullLogger<MetricsPipeline>.Instance);
+        var pipeline = new MetricsPipeline(options, new CentralConfig(), outbox, TimeProvider.System, NullLoggerFactory.Instance, NullLogger<MetricsPipeline>.Instance);
         await pipeline.StartAsync(CancellationToken.None);
 
         var samples = new List<MetricSample>();
@@ -51,5 +51,33 @@ public sealed class MetricsPipelineTests
         Assert.False(probe.Ok);
         Assert.False(string.IsNullOrEmpty(probe.Reason));
         Assert.True(pipeline.BatchesWritten > 0);
+    }
+
+    [Fact]
+    public async Task CentralIntervals_OverrideNamedCollectors_AndRevertWhenTheCoordinatorDropsThem()
+    {
+        using var state = new TempDirectory();
+        var options = new AgentOptions
+        {
+            StateDirectory = state.Path,
+            Collectors = new()
+            {
+                ["memory"] = new CollectorSettings { Interval = TimeSpan.FromSeconds(10) },
+                ["load"] = new CollectorSettings { Interval = TimeSpan.FromSeconds(15) },
+            },
+        };
+        await using var outbox = DurableOutbox.Open(new OutboxOptions { Directory = state.Combine("outbox") }, NullLogger<DurableOutbox>.Instance);
+        var central = new CentralConfig();
+        var pipeline = new MetricsPipeline(options, central, outbox, TimeProvider.System, NullLoggerFactory.Instance, NullLogger<MetricsPipeline>.Instance);
+        await pipeline.StartAsync(CancellationToken.None);
+        await Eventually.UntilAsync(() => pipeline.Intervals.Count == 2, "both collectors running");
+
+        central.Apply(new AgentConfig { CollectorIntervals = { ["memory"] = Google.Protobuf.WellKnownTypes.Duration.FromTimeSpan(TimeSpan.FromSeconds(60)) } });
+        Assert.Equal(TimeSpan.FromSeconds(60), pipeline.Intervals["memory"]);
+        Assert.Equal(TimeSpan.FromSeconds(15), pipeline.Intervals["load"]);
+
+        central.Apply(new AgentConfig());
+        Assert.Equal(TimeSpan.FromSeconds(10), pipeline.Intervals["memory"]);
+        await pipeline.StopAsync(CancellationToken.None);
     }
 }
