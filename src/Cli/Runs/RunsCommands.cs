@@ -42,19 +42,7 @@ internal static class RunsCommands
                 return RunStatus.Unspecified;
             },
         };
-        var limit = new Option<int>("--limit")
-        {
-            Description = "At most this many runs, following pages as needed",
-            HelpName = "n",
-            DefaultValueFactory = _ => DefaultLimit,
-            CustomParser = result =>
-            {
-                var raw = result.Tokens[^1].Value;
-                if (int.TryParse(raw.Trim(), NumberStyles.None, CultureInfo.InvariantCulture, out var n) && n > 0) return n;
-                result.AddError($"invalid --limit value '{raw}': expected a positive whole number");
-                return DefaultLimit;
-            },
-        };
+        var limit = Paging.LimitOption(DefaultLimit, "runs");
         var json = JsonOption();
         var list = new Command("list", "List runs, newest first") { task, status, limit, json };
         list.Aliases.Add("ls");
@@ -90,22 +78,14 @@ internal static class RunsCommands
         return list;
     }
 
-    private static async Task<List<Run>> ListAsync(Protocol.V1.Runs.RunsClient client, ListRunsRequest request, int limit, CancellationToken ct)
-    {
-        var runs = new List<Run>();
-        var token = "";
-        while (runs.Count < limit)
+    private static Task<List<Run>> ListAsync(Protocol.V1.Runs.RunsClient client, ListRunsRequest request, int limit, CancellationToken ct) =>
+        Paging.TakeAsync(async (size, token) =>
         {
-            request.PageSize = Math.Min(limit - runs.Count, MaxPageSize);
+            request.PageSize = size;
             request.PageToken = token;
             var page = await client.ListRunsAsync(request, cancellationToken: ct);
-            runs.AddRange(page.Runs.Take(limit - runs.Count));
-            // An empty token ends the listing; a repeated one would loop forever.
-            if (page.NextPageToken.Length == 0 || page.NextPageToken == token) break;
-            token = page.NextPageToken;
-        }
-        return runs;
-    }
+            return (page.Runs.AsEnumerable(), page.NextPageToken);
+        }, limit, MaxPageSize);
 
     private static Command BuildShow(CliContext context)
     {
