@@ -3,6 +3,7 @@ using System.CommandLine.Invocation;
 using System.CommandLine.Parsing;
 using Fleet.Cli.Commands;
 using Fleet.Cli.Infrastructure;
+using Fleet.Cli.Runs;
 using Grpc.Net.Client;
 
 namespace Fleet.Cli;
@@ -42,7 +43,7 @@ internal static class Cli
         }
     }
 
-    /// <summary>The command tree. Each feature contributes one builder from <c>Commands/&lt;Feature&gt;Commands.cs</c>.</summary>
+    /// <summary>The command tree. Each feature contributes its builders, from <c>Commands/&lt;Feature&gt;Commands.cs</c> or its own folder (<c>Runs/</c>).</summary>
     internal static RootCommand BuildRoot(CliContext context)
     {
         var root = new RootCommand("fleetctl: operate the fleet through the coordinator's ops API");
@@ -52,6 +53,8 @@ internal static class Cli
         root.Add(AuditCommands.Build(context));
         root.Add(MetricsCommands.BuildTop(context));
         root.Add(MetricsCommands.Build(context));
+        root.Add(RunCommand.Build(context));
+        root.Add(RunsCommands.Build(context));
 
         return root;
     }

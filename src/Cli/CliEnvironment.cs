@@ -18,6 +18,9 @@ internal sealed class CliEnvironment
 
     public TextWriter Error { get; }
 
+    /// <summary>Standard output as bytes, for output that must arrive unchanged (<c>runs output</c>); write <see cref="Out"/>'s text first.</summary>
+    public Func<Stream> OpenStandardOutput { get; init; } = Console.OpenStandardOutput;
+
     /// <summary>Creates the channel for a coordinator address; null means <see cref="GrpcChannel.ForAddress(Uri)"/>.</summary>
     public Func<Uri, GrpcChannel>? ChannelFactory { get; init; }
 

@@ -1,65 +1,22 @@
 using System.Collections.Concurrent;
-using System.Net;
 using Fleet.Protocol.V1;
-using Fleet.Testing;
 using Grpc.Core;
-using Microsoft.AspNetCore.Builder;
-using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
-using Microsoft.Extensions.DependencyInjection;
-using Microsoft.Extensions.Logging;
 
 namespace Fleet.Cli.Tests;
 
-/// <summary>A real loopback gRPC server (Kestrel, plaintext HTTP/2) implementing the ops API over an in-memory list.</summary>
-public sealed class FakeCoordinator : IAsyncDisposable
+/// <summary>The ops API's Agents service over an in-memory list.</summary>
+public sealed class FakeCoordinator : FakeGrpcServer
 {
-    private readonly WebApplication _app;
-
-    private FakeCoordinator(WebApplication app, Uri address, FakeAgentsService service)
-    {
-        _app = app;
-        Address = address;
-        Service = service;
-    }
-
-    public Uri Address { get; }
-
-    /// <summary>The address as an operator would type it (no trailing slash).</summary>
-    public string Url => Address.GetLeftPart(UriPartial.Authority);
+    private FakeCoordinator(IEnumerable<Agent> agents) => Service = Serve(new FakeAgentsService(agents));
 
     public FakeAgentsService Service { get; }
 
     public static async Task<FakeCoordinator> StartAsync(IEnumerable<Agent> agents, HttpProtocols protocols = HttpProtocols.Http2, bool grpc = true)
     {
-        for (var attempt = 1; ; attempt++)
-        {
-            var port = FreePort.Next();
-            var service = new FakeAgentsService(agents);
-            var builder = WebApplication.CreateSlimBuilder();
-            builder.Logging.ClearProviders();
-            builder.WebHost.ConfigureKestrel(kestrel => kestrel.Listen(IPAddress.Loopback, port, listen => listen.Protocols = protocols));
-            builder.Services.AddGrpc();
-            builder.Services.AddSingleton(service);
-            var app = builder.Build();
-            if (grpc) app.MapGrpcService<FakeAgentsService>();
-            try
-            {
-                await app.StartAsync();
-                return new FakeCoordinator(app, new Uri($"http://127.0.0.1:{port}"), service);
-            }
-            catch (IOException) when (attempt < 5)
-            {
-                // Someone took the free port between probing and binding; try another.
-                await app.DisposeAsync();
-            }
-        }
-    }
-
-    public async ValueTask DisposeAsync()
-    {
-        await _app.StopAsync();
-        await _app.DisposeAsync();
+        var coordinator = new FakeCoordinator(agents);
+        await coordinator.ListenAsync(protocols, grpc);
+        return coordinator;
     }
 }
 

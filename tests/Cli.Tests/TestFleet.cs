@@ -50,6 +50,9 @@ public static class TestFleet
 
 public sealed record CliRun(int ExitCode, string Stdout, string Stderr)
 {
+    /// <summary>What the command wrote to standard output as bytes (<c>runs output</c>), apart from <see cref="Stdout"/>'s text.</summary>
+    public byte[] StdoutBytes { get; init; } = [];
+
     public string[] StdoutLines => Lines(Stdout);
 
     public string[] StderrLines => Lines(Stderr);
@@ -70,18 +73,23 @@ public sealed class CliRunner
 
     public FakeTimeProvider Time { get; } = new(TestFleet.Now);
 
-    public async Task<CliRun> RunAsync(params string[] args)
+    public Task<CliRun> RunAsync(params string[] args) => RunAsync(args, CancellationToken.None);
+
+    /// <summary>Runs fleetctl; cancelling <paramref name="ct"/> is Ctrl+C.</summary>
+    public async Task<CliRun> RunAsync(string[] args, CancellationToken ct)
     {
         using var stdout = new StringWriter();
         using var stderr = new StringWriter();
+        using var stdoutBytes = new MemoryStream();
         var environment = new CliEnvironment(stdout, stderr)
         {
             ChannelFactory = ChannelFactory,
             GetEnvironmentVariable = name => Environment.GetValueOrDefault(name),
             OsUserName = () => OsUser,
             Time = Time,
+            OpenStandardOutput = () => stdoutBytes,
         };
-        var exitCode = await Cli.RunAsync(args, environment).WaitAsync(TimeSpan.FromSeconds(60));
-        return new CliRun(exitCode, stdout.ToString(), stderr.ToString());
+        var exitCode = await Cli.RunAsync(args, environment, ct).WaitAsync(TimeSpan.FromSeconds(60));
+        return new CliRun(exitCode, stdout.ToString(), stderr.ToString()) { StdoutBytes = stdoutBytes.ToArray() };
     }
 }

@@ -42,13 +42,7 @@ internal static partial class AuditCommands
     private static Command BuildList(CliContext context)
     {
         var filters = new Filters();
-        var limit = new Option<int>("--limit")
-        {
-            Description = "At most this many events, following pages as needed",
-            HelpName = "n",
-            DefaultValueFactory = _ => DefaultLimit,
-            CustomParser = ParseLimit,
-        };
+        var limit = Paging.LimitOption(DefaultLimit, "events");
         var json = new Option<bool>("--json") { Description = "Print JSON Lines (one event per line, the REST API's field names) instead of a table" };
         var list = new Command("list", "List audit events, newest first");
         list.Aliases.Add("ls");
@@ -86,22 +80,14 @@ internal static partial class AuditCommands
         return list;
     }
 
-    private static async Task<List<AuditEvent>> ListAsync(Audit.AuditClient client, ListAuditEventsRequest request, int limit, CancellationToken ct)
-    {
-        var events = new List<AuditEvent>();
-        var token = "";
-        while (events.Count < limit)
+    private static Task<List<AuditEvent>> ListAsync(Audit.AuditClient client, ListAuditEventsRequest request, int limit, CancellationToken ct) =>
+        Paging.TakeAsync(async (size, token) =>
         {
-            request.PageSize = Math.Min(limit - events.Count, MaxPageSize);
+            request.PageSize = size;
             request.PageToken = token;
             var page = await client.ListAuditEventsAsync(request, cancellationToken: ct);
-            events.AddRange(page.Events.Take(limit - events.Count));
-            // An empty token ends the listing; a repeated one would loop forever.
-            if (page.NextPageToken.Length == 0 || page.NextPageToken == token) break;
-            token = page.NextPageToken;
-        }
-        return events;
-    }
+            return (page.Events.AsEnumerable(), page.NextPageToken);
+        }, limit, MaxPageSize);
 
     private static Command BuildVerify(CliContext context)
     {
@@ -442,14 +428,6 @@ internal static partial class AuditCommands
         var text = raw.Trim();
         return IsoTime().IsMatch(text)
             && DateTimeOffset.TryParse(text, CultureInfo.InvariantCulture, DateTimeStyles.AssumeUniversal | DateTimeStyles.AdjustToUniversal, out time);
-    }
-
-    private static int ParseLimit(ArgumentResult result)
-    {
-        var raw = result.Tokens[^1].Value;
-        if (int.TryParse(raw.Trim(), NumberStyles.None, CultureInfo.InvariantCulture, out var limit) && limit > 0) return limit;
-        result.AddError($"invalid --limit value '{raw}': expected a positive whole number");
-        return DefaultLimit;
     }
 
     private static ExportFormat? ParseFormat(ArgumentResult result)

@@ -1,64 +1,22 @@
 using System.Collections.Concurrent;
 using System.Globalization;
-using System.Net;
 using Fleet.Protocol.V1;
-using Fleet.Testing;
 using Grpc.Core;
-using Microsoft.AspNetCore.Builder;
-using Microsoft.AspNetCore.Hosting;
-using Microsoft.AspNetCore.Server.Kestrel.Core;
-using Microsoft.Extensions.DependencyInjection;
-using Microsoft.Extensions.Logging;
 
 namespace Fleet.Cli.Tests.Audit;
 
-/// <summary>A real loopback gRPC server (Kestrel, plaintext HTTP/2) implementing the Audit service over an in-memory list.</summary>
-public sealed class FakeAuditCoordinator : IAsyncDisposable
+/// <summary>The Audit service over an in-memory list.</summary>
+public sealed class FakeAuditCoordinator : FakeGrpcServer
 {
-    private readonly WebApplication _app;
-
-    private FakeAuditCoordinator(WebApplication app, Uri address, FakeAuditService service)
-    {
-        _app = app;
-        Address = address;
-        Service = service;
-    }
-
-    public Uri Address { get; }
-
-    public string Url => Address.GetLeftPart(UriPartial.Authority);
+    private FakeAuditCoordinator(IEnumerable<AuditEvent> events) => Service = Serve(new FakeAuditService(events));
 
     public FakeAuditService Service { get; }
 
     public static async Task<FakeAuditCoordinator> StartAsync(IEnumerable<AuditEvent> events)
     {
-        for (var attempt = 1; ; attempt++)
-        {
-            var port = FreePort.Next();
-            var service = new FakeAuditService(events);
-            var builder = WebApplication.CreateSlimBuilder();
-            builder.Logging.ClearProviders();
-            builder.WebHost.ConfigureKestrel(kestrel => kestrel.Listen(IPAddress.Loopback, port, listen => listen.Protocols = HttpProtocols.Http2));
-            builder.Services.AddGrpc();
-            builder.Services.AddSingleton(service);
-            var app = builder.Build();
-            app.MapGrpcService<FakeAuditService>();
-            try
-            {
-                await app.StartAsync();
-                return new FakeAuditCoordinator(app, new Uri($"http://127.0.0.1:{port}"), service);
-            }
-            catch (IOException) when (attempt < 5)
-            {
-                await app.DisposeAsync();
-            }
-        }
-    }
-
-    public async ValueTask DisposeAsync()
-    {
-        await _app.StopAsync();
-        await _app.DisposeAsync();
+        var coordinator = new FakeAuditCoordinator(events);
+        await coordinator.ListenAsync();
+        return coordinator;
     }
 }
 

@@ -1,32 +1,17 @@
 using System.Collections.Concurrent;
-using System.Net;
 using Fleet.Protocol.V1;
-using Fleet.Testing;
 using Grpc.Core;
-using Microsoft.AspNetCore.Builder;
-using Microsoft.AspNetCore.Hosting;
-using Microsoft.AspNetCore.Server.Kestrel.Core;
-using Microsoft.Extensions.DependencyInjection;
-using Microsoft.Extensions.Logging;
 
 namespace Fleet.Cli.Tests.Metrics;
 
-/// <summary>A real loopback gRPC server (Kestrel, plaintext HTTP/2) serving the Agents and Metrics services from memory.</summary>
-public sealed class FakeMetricsCoordinator : IAsyncDisposable
+/// <summary>The Agents and Metrics services from memory.</summary>
+public sealed class FakeMetricsCoordinator : FakeGrpcServer
 {
-    private readonly WebApplication _app;
-
-    private FakeMetricsCoordinator(WebApplication app, Uri address, FakeAgentsService agents, FakeMetricsService metrics)
+    private FakeMetricsCoordinator(IEnumerable<Agent> agents)
     {
-        _app = app;
-        Address = address;
-        Agents = agents;
-        Metrics = metrics;
+        Agents = Serve(new FakeAgentsService(agents));
+        Metrics = Serve(new FakeMetricsService());
     }
-
-    public Uri Address { get; }
-
-    public string Url => Address.GetLeftPart(UriPartial.Authority);
 
     public FakeAgentsService Agents { get; }
 
@@ -34,37 +19,9 @@ public sealed class FakeMetricsCoordinator : IAsyncDisposable
 
     public static async Task<FakeMetricsCoordinator> StartAsync(IEnumerable<Agent> agents)
     {
-        var agentList = agents.ToList();
-        for (var attempt = 1; ; attempt++)
-        {
-            var port = FreePort.Next();
-            var agentsService = new FakeAgentsService(agentList);
-            var metricsService = new FakeMetricsService();
-            var builder = WebApplication.CreateSlimBuilder();
-            builder.Logging.ClearProviders();
-            builder.WebHost.ConfigureKestrel(kestrel => kestrel.Listen(IPAddress.Loopback, port, listen => listen.Protocols = HttpProtocols.Http2));
-            builder.Services.AddGrpc();
-            builder.Services.AddSingleton(agentsService);
-            builder.Services.AddSingleton(metricsService);
-            var app = builder.Build();
-            app.MapGrpcService<FakeAgentsService>();
-            app.MapGrpcService<FakeMetricsService>();
-            try
-            {
-                await app.StartAsync();
-                return new FakeMetricsCoordinator(app, new Uri($"http://127.0.0.1:{port}"), agentsService, metricsService);
-            }
-            catch (IOException) when (attempt < 5)
-            {
-                await app.DisposeAsync();
-            }
-        }
-    }
-
-    public async ValueTask DisposeAsync()
-    {
-        await _app.StopAsync();
-        await _app.DisposeAsync();
+        var coordinator = new FakeMetricsCoordinator(agents);
+        await coordinator.ListenAsync();
+        return coordinator;
     }
 }
 
