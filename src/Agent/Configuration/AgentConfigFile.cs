@@ -42,7 +42,8 @@ public static partial class AgentConfigFile
     /// <summary>An operator-readable description of a strict-parse failure (unknown key, wrong type, bad JSON). Also used for policy.json.</summary>
     internal static string Describe(JsonException ex)
     {
-        var key = ex.Path is { Length: > 2 } p ? p[2..] : null;
+        // "$.tasks['logs.scan'].pathz" -> "tasks.logs.scan.pathz"
+        var key = ex.Path is { Length: > 2 } p ? BracketedName().Replace(p, ".$1").TrimStart('$', '.') : null;
         var unknown = UnknownProperty().Match(ex.Message);
         if (unknown.Success)
             return $"unknown key '{(key is null ? unknown.Groups[1].Value : key)}'";
@@ -193,6 +194,9 @@ public static partial class AgentConfigFile
         if (seconds < min || seconds > max) fail(key, $"{seconds} is out of range ({min} to {max})");
         return TimeSpan.FromSeconds(seconds);
     }
+
+    [GeneratedRegex(@"\['([^']*)'\]")]
+    private static partial Regex BracketedName();
 
     [GeneratedRegex("'([^']+)' could not be mapped")]
     private static partial Regex UnknownProperty();
