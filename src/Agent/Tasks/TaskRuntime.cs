@@ -114,10 +114,12 @@ public sealed partial class TaskRuntime : IHostedService, IAsyncDisposable
                     return;
             }
         }
-        catch
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
         {
+            // The journal or outbox cannot be written: nothing is run; the coordinator redelivers later.
+            LogRuntimeError(ex, id, dispatch.Task);
             Remove(invocation);
-            throw;
+            return;
         }
         invocation.Run = Task.Run(() => RunAsync(invocation), CancellationToken.None);
     }
