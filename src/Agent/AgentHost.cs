@@ -1,7 +1,10 @@
 using Fleet.Agent.Configuration;
 using Fleet.Agent.Events;
 using Fleet.Agent.Identity;
+using Fleet.Agent.Commands;
 using Fleet.Agent.Outbox;
+using Fleet.Agent.Policy;
+using Fleet.Agent.Tasks;
 using Fleet.Agent.Transport;
 using Microsoft.Extensions.DependencyInjection.Extensions;
 
@@ -21,6 +24,7 @@ public static class AgentHost
             sp.GetRequiredService<TimeProvider>()));
         services.AddSingleton<AgentEventPublisher>();
         services.AddSingleton<CentralConfig>();
+        services.AddAgentTasks(options);
         services.AddSingleton(sp => new CoordinatorConnection(
             options,
             sp.GetRequiredService<AgentIdentity>(),
@@ -28,11 +32,25 @@ public static class AgentHost
             sp.GetRequiredService<CentralConfig>(),
             sp.GetRequiredService<TimeProvider>(),
             sp.GetRequiredService<ILogger<CoordinatorConnection>>(),
-            handlerFactory));
+            handlerFactory,
+            sp.GetRequiredService<TaskRuntime>()));
         services.AddHostedService<StartedEvent>();
         services.AddSingleton<Metrics.MetricsPipeline>();
         services.AddHostedService(sp => sp.GetRequiredService<Metrics.MetricsPipeline>());
         services.AddHostedService(sp => sp.GetRequiredService<CoordinatorConnection>());
+        return services;
+    }
+
+    /// <summary>Runs: the task registry, local policy, invocation journal and runtime (recovers interrupted invocations at start).</summary>
+    static IServiceCollection AddAgentTasks(this IServiceCollection services, AgentOptions options)
+    {
+        services.TryAddSingleton<ICommandRunner, CommandRunner>();
+        services.TryAddSingleton(TaskRegistry.Default);
+        services.AddSingleton(sp => LocalPolicy.Load(options.PolicyFile, sp.GetRequiredService<TaskRegistry>().Names));
+        services.AddSingleton(sp => InvocationJournal.Open(options.StateDirectory, sp.GetRequiredService<TimeProvider>(), sp.GetRequiredService<ILogger<InvocationJournal>>()));
+        services.AddSingleton<TaskUpdatePublisher>();
+        services.AddSingleton<TaskRuntime>();
+        services.AddHostedService(sp => sp.GetRequiredService<TaskRuntime>());
         return services;
     }
 

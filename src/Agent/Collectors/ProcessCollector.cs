@@ -148,7 +148,7 @@ public sealed class ProcessCollector : ICollector
         return true;
     }
 
-    private static long ClockTicksPerSecond()
+    internal static long ClockTicksPerSecond()
     {
         var ticks = (long)CollectorsLibc.Sysconf(CollectorsLibc.SC_CLK_TCK);
         return ticks > 0 ? ticks : 100;

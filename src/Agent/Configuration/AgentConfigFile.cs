@@ -39,9 +39,11 @@ public static partial class AgentConfigFile
         return Validate(doc, source);
     }
 
-    static string Describe(JsonException ex)
+    /// <summary>An operator-readable description of a strict-parse failure (unknown key, wrong type, bad JSON). Also used for policy.json.</summary>
+    internal static string Describe(JsonException ex)
     {
-        var key = ex.Path is { Length: > 2 } p ? p[2..] : null;
+        // "$.tasks['logs.scan'].pathz" -> "tasks.logs.scan.pathz"
+        var key = ex.Path is { Length: > 2 } p ? BracketedName().Replace(p, ".$1").TrimStart('$', '.') : null;
         var unknown = UnknownProperty().Match(ex.Message);
         if (unknown.Success)
             return $"unknown key '{(key is null ? unknown.Groups[1].Value : key)}'";
@@ -109,6 +111,16 @@ public static partial class AgentConfigFile
         {
             if (flush is < 0.1 or > 3600) Fail("metricsFlushSeconds", $"{flush} is out of range (0.1 to 3600)");
             options.MetricsFlushInterval = TimeSpan.FromSeconds(flush);
+        }
+        if (doc.PolicyFile is not null)
+        {
+            if (doc.PolicyFile.Length == 0 || !Path.IsPathRooted(doc.PolicyFile)) Fail("policyFile", $"'{doc.PolicyFile}' must be an absolute path");
+            options.PolicyFile = doc.PolicyFile;
+        }
+        if (doc.MaxConcurrentTasks is { } maxTasks)
+        {
+            if (maxTasks is < 1 or > 64) Fail("maxConcurrentTasks", $"{maxTasks} is out of range (1 to 64)");
+            options.MaxConcurrentTasks = maxTasks;
         }
         if (doc.Collectors is not null)
         {
@@ -183,6 +195,9 @@ public static partial class AgentConfigFile
         return TimeSpan.FromSeconds(seconds);
     }
 
+    [GeneratedRegex(@"\['([^']*)'\]")]
+    private static partial Regex BracketedName();
+
     [GeneratedRegex("'([^']+)' could not be mapped")]
     private static partial Regex UnknownProperty();
 
@@ -201,6 +216,8 @@ public sealed class AgentConfigDocument
     public double? ReconnectMaxSeconds { get; set; }
     public long? OutboxMaxMegabytes { get; set; }
     public double? MetricsFlushSeconds { get; set; }
+    public string? PolicyFile { get; set; }
+    public int? MaxConcurrentTasks { get; set; }
     public Dictionary<string, CollectorConfigDocument>? Collectors { get; set; }
     public ProbeConfigDocument[]? Probes { get; set; }
 }

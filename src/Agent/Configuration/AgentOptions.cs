@@ -37,6 +37,18 @@ public sealed class AgentOptions
     /// <summary>How often collected samples are written to the outbox as one batch.</summary>
     public TimeSpan MetricsFlushInterval { get; set; } = TimeSpan.FromSeconds(10);
 
+    /// <summary>The local policy (what tasks, paths, services and commands this host allows). Missing file = nothing.</summary>
+    public string PolicyFile { get; set; } = Policy.LocalPolicy.DefaultPath;
+
+    /// <summary>Task invocations that may execute at once (one per task name in any case).</summary>
+    public int MaxConcurrentTasks { get; set; } = 2;
+
+    /// <summary>PATH for the commands tasks run (null: the agent's own). Not in agent.json; tests and embedding hosts.</summary>
+    public string? TaskCommandSearchPath { get; set; }
+
+    /// <summary>On timeout or cancel a task's command gets SIGTERM, then after this SIGKILL of its process tree.</summary>
+    public TimeSpan TaskKillGracePeriod { get; set; } = TimeSpan.FromSeconds(5);
+
     public static Dictionary<string, Collectors.CollectorSettings> DefaultCollectors() =>
         new[] { "cpu", "memory", "disk", "load", "network" }.ToDictionary(n => n, _ => new Collectors.CollectorSettings(), StringComparer.Ordinal);
 }

@@ -2,6 +2,7 @@ using System.Net.Sockets;
 using Fleet.Agent.Configuration;
 using Fleet.Agent.Identity;
 using Fleet.Agent.Outbox;
+using Fleet.Agent.Tasks;
 using Fleet.Protocol;
 using Fleet.Protocol.V1;
 using Google.Protobuf.WellKnownTypes;
@@ -23,7 +24,8 @@ public sealed partial class CoordinatorConnection(
     CentralConfig central,
     TimeProvider time,
     ILogger<CoordinatorConnection> logger,
-    Func<HttpMessageHandler>? handlerFactory = null) : BackgroundService
+    Func<HttpMessageHandler>? handlerFactory = null,
+    TaskRuntime? tasks = null) : BackgroundService
 {
     readonly Backoff backoff = new(options.ReconnectInitialDelay, options.ReconnectMaxDelay);
     string? lastProblem;
@@ -140,6 +142,13 @@ public sealed partial class CoordinatorConnection(
                     break;
                 case CoordinatorMessage.BodyOneofCase.Welcome:
                     break;
+                case CoordinatorMessage.BodyOneofCase.Dispatch:
+                    if (tasks is null) LogNoTaskRuntime(message.Dispatch.InvocationId);
+                    else await tasks.DispatchAsync(message.Dispatch, cancellationToken);
+                    break;
+                case CoordinatorMessage.BodyOneofCase.Cancel:
+                    tasks?.Cancel(message.Cancel.InvocationId, message.Cancel.Reason);
+                    break;
                 default:
                     LogUnknownMessage(message.BodyCase.ToString());
                     break;
@@ -203,6 +212,7 @@ public sealed partial class CoordinatorConnection(
             StartedAt = Timestamp.FromDateTimeOffset(time.GetUtcNow()),
         };
         hello.Tags.Add(options.Tags);
+        if (tasks is not null) hello.Tasks.Add(tasks.Catalog);
         return hello;
     }
 
@@ -254,6 +264,9 @@ public sealed partial class CoordinatorConnection(
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "The coordinator rejected batch {Epoch}/{Counter}: {Reason}")]
     partial void LogRejected(ulong epoch, ulong counter, string reason);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Dispatch of invocation {InvocationId} ignored: this agent runs no tasks")]
+    partial void LogNoTaskRuntime(string invocationId);
 
     [LoggerMessage(Level = LogLevel.Debug, Message = "Ignoring unknown coordinator message {Body}")]
     partial void LogUnknownMessage(string body);

@@ -58,10 +58,19 @@ public static partial class EmbeddedAgentExtensions
             var address = IPAddress.Parse(listen.Value.Address);
             if (address.Equals(IPAddress.Any)) address = IPAddress.Loopback;
             if (address.Equals(IPAddress.IPv6Any)) address = IPAddress.IPv6Loopback;
+            var dataDirectory = Path.GetFullPath(fleet.Value.DataDirectory);
+            string policyFile;
+            try { policyFile = EnsureDefaultPolicy(dataDirectory); }
+            catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+            {
+                LogFailed($"cannot write the default local policy in {dataDirectory}: {ex.Message}");
+                return;
+            }
             var options = new AgentOptions
             {
+                PolicyFile = policyFile,
                 Coordinator = new Uri($"http://{(address.AddressFamily == System.Net.Sockets.AddressFamily.InterNetworkV6 ? $"[{address}]" : address.ToString())}:{listen.Value.GrpcPort}"),
-                StateDirectory = Path.Combine(Path.GetFullPath(fleet.Value.DataDirectory), "agent"),
+                StateDirectory = Path.Combine(dataDirectory, "agent"),
                 Tags = new() { ["embedded"] = "true" },
                 MetricsFlushInterval = embedded.Value.MetricsInterval,
                 Collectors = AgentOptions.DefaultCollectors().ToDictionary(c => c.Key, _ => new Fleet.Agent.Collectors.CollectorSettings
@@ -84,6 +93,35 @@ public static partial class EmbeddedAgentExtensions
             {
                 LogFailed(ex.Message);
             }
+        }
+
+        /// <summary>
+        /// The embedded agent's local policy, DATA/agent-policy.json: written once if absent (an operator may then
+        /// edit it), allowing the read-only tasks: health.check, system.resources, logs.scan of /var/log and the
+        /// data directory, service.status of any service. Restarts and app commands need the operator to add them.
+        /// </summary>
+        internal static string EnsureDefaultPolicy(string dataDirectory)
+        {
+            Directory.CreateDirectory(dataDirectory);
+            var path = Path.Combine(dataDirectory, "agent-policy.json");
+            if (File.Exists(path)) return path;
+            var dataGlob = System.Text.Json.JsonEncodedText.Encode(dataDirectory.TrimEnd('/') + "/**").ToString();
+            var policy = $$"""
+                {
+                  // Written by the coordinator's embedded agent; edit to allow more (see the operator guide, "Local policy").
+                  "tasks": {
+                    "health.check": {},
+                    "system.resources": {},
+                    "logs.scan": { "paths": ["/var/log/**", "{{dataGlob}}"] },
+                    "service.status": { "services": ["*"] }
+                  }
+                }
+
+                """;
+            var temporary = path + ".tmp";
+            File.WriteAllText(temporary, policy);
+            File.Move(temporary, path, overwrite: false);
+            return path;
         }
 
         public async Task StopAsync(CancellationToken cancellationToken)
