@@ -227,6 +227,7 @@ public sealed class LoadRun(LoadGenOptions options, TextWriter output)
             Rejects: s.Rejects,
             PendingDropped: s.PendingDropped,
             UnexpectedMessages: s.UnexpectedMessages,
+            TasksAnswered: stats.TasksAnswered,
             Errors: s.Errors,
             ErrorSamples: stats.ErrorSamples,
             AckLatency: LatencySummary.From(s.AckLatency),

@@ -87,6 +87,7 @@ public sealed record FinalSummary(
     long Rejects,
     long PendingDropped,
     long UnexpectedMessages,
+    long TasksAnswered,
     IReadOnlyDictionary<string, long> Errors,
     IReadOnlyDictionary<string, string> ErrorSamples,
     LatencySummary AckLatency,
@@ -117,7 +118,7 @@ public sealed record FinalSummary(
         sb.AppendLine(c, $"run {RunId} -> {Coordinator}: {Agents} agents ({AgentsPerConnection}/connection), heartbeat {HeartbeatSeconds:0.###}s, batches {(BatchIntervalSeconds is { } b ? b.ToString("0.###", c) + "s" : "off")}, ramp {RampPerSecond:0}/s");
         sb.AppendLine(c, $"elapsed {ElapsedSeconds:0.0}s; all {Agents} connected at {(AllConnectedAtSeconds is { } a ? a.ToString("0.0", c) + "s" : "never")}");
         sb.AppendLine(c, $"agents ever welcomed {AgentsEverWelcomed}/{Agents}, connected at end {ConnectedAtEnd}, connect attempts {ConnectAttempts}, welcomes {Welcomes}");
-        sb.AppendLine(c, $"heartbeats {HeartbeatsSent}, batches {BatchesSent} (+{BatchesResent} resent), acks {Acks} (unknown keys {AckUnknownKeys}), rejects {Rejects}, dropped unacked {PendingDropped}, unexpected messages {UnexpectedMessages}");
+        sb.AppendLine(c, $"heartbeats {HeartbeatsSent}, batches {BatchesSent} (+{BatchesResent} resent), acks {Acks} (unknown keys {AckUnknownKeys}), rejects {Rejects}, dropped unacked {PendingDropped}, unexpected messages {UnexpectedMessages}, tasks answered {TasksAnswered}");
         sb.AppendLine(c, $"rates, whole run:          {Rates(WholeRun)}");
         if (AfterAllConnected is not null)
         {

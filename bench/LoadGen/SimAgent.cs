@@ -1,3 +1,4 @@
+using TaskStatus = Fleet.Protocol.V1.TaskStatus;
 using System.Diagnostics;
 using System.Security.Cryptography;
 using System.Text;
@@ -307,9 +308,17 @@ public sealed class SimAgent : IDisposable
                         _stats.UnexpectedMessage();
                         break;
 
-                    // Work for the agent goes here when the protocol grows it: a simulated agent answers at once,
-                    // e.g. `case Work: await WriteAsync(call, SucceededResultFor(message.Work)); break;`
-                    // (results travel as a Batch, so they get keys and acks like events do).
+                    // Work: a simulated agent answers at once; results travel as a Batch, so they get keys and acks like events do.
+                    case CoordinatorMessage.BodyOneofCase.Dispatch:
+                        await AnswerTaskAsync(call, message.Dispatch.InvocationId, TaskStatus.Succeeded);
+                        break;
+
+                    case CoordinatorMessage.BodyOneofCase.Cancel:
+                        await AnswerTaskAsync(call, message.Cancel.InvocationId, TaskStatus.Cancelled);
+                        break;
+
+                    case CoordinatorMessage.BodyOneofCase.Config:
+                        break;
 
                     case CoordinatorMessage.BodyOneofCase.None:
                     default:
@@ -346,18 +355,9 @@ public sealed class SimAgent : IDisposable
         return metrics;
     }
 
-    async Task SendNewBatchAsync(AsyncDuplexStreamingCall<AgentMessage, CoordinatorMessage> call)
-    {
-        var now = DateTimeOffset.UtcNow;
-        PendingBatch pending;
-        lock (_pending)
+    Task SendNewBatchAsync(AsyncDuplexStreamingCall<AgentMessage, CoordinatorMessage> call) =>
+        SendBatchAsync(call, (batch, now, counter) =>
         {
-            var counter = _nextCounter++;
-            var batch = new Batch
-            {
-                Key = new BatchKey { Epoch = _epoch, Counter = counter },
-                CreatedAt = Timestamp.FromDateTimeOffset(now),
-            };
             if (_options.Samples > 0)
                 batch.Metrics = MetricSamples(now, counter);
             else
@@ -374,6 +374,43 @@ public sealed class SimAgent : IDisposable
                         },
                     },
                 };
+        });
+
+    /// <summary>A simulated task finishes at once: Started and Finished (Succeeded, or Cancelled) in one result batch.</summary>
+    Task AnswerTaskAsync(AsyncDuplexStreamingCall<AgentMessage, CoordinatorMessage> call, string invocationId, TaskStatus status)
+    {
+        _stats.TaskAnswered();
+        return SendBatchAsync(call, (batch, now, _) =>
+        {
+            var time = Timestamp.FromDateTimeOffset(now);
+            batch.Tasks = new TaskUpdates
+            {
+                Updates =
+                {
+                    new TaskUpdate { InvocationId = invocationId, Time = time, Started = new TaskStarted() },
+                    new TaskUpdate
+                    {
+                        InvocationId = invocationId, Time = time,
+                        Finished = new TaskFinished { Status = status, Summary = status == TaskStatus.Succeeded ? "simulated: ok" : "simulated: cancelled" },
+                    },
+                },
+            };
+        });
+    }
+
+    async Task SendBatchAsync(AsyncDuplexStreamingCall<AgentMessage, CoordinatorMessage> call, Action<Batch, DateTimeOffset, ulong> fill)
+    {
+        var now = DateTimeOffset.UtcNow;
+        PendingBatch pending;
+        lock (_pending)
+        {
+            var counter = _nextCounter++;
+            var batch = new Batch
+            {
+                Key = new BatchKey { Epoch = _epoch, Counter = counter },
+                CreatedAt = Timestamp.FromDateTimeOffset(now),
+            };
+            fill(batch, now, counter);
             pending = new PendingBatch(batch, batch.CalculateSize()) { SentAt = Stopwatch.GetTimestamp() };
             _pending[counter] = pending;
             _pendingBytes += pending.Size;

@@ -15,6 +15,7 @@ public sealed class Stats(int agents, System.Diagnostics.Stopwatch clock)
     long _batchesSent;
     long _batchesResent;
     long _acks;
+    long _tasksAnswered;
     long _ackUnknownKeys;
     long _rejects;
     long _pendingDropped;
@@ -42,6 +43,8 @@ public sealed class Stats(int agents, System.Diagnostics.Stopwatch clock)
     public void HeartbeatSent() => Interlocked.Increment(ref _heartbeatsSent);
     public void BatchSent(bool resent) => Interlocked.Increment(ref resent ? ref _batchesResent : ref _batchesSent);
     public void Acked() => Interlocked.Increment(ref _acks);
+    public void TaskAnswered() => Interlocked.Increment(ref _tasksAnswered);
+    public long TasksAnswered => Interlocked.Read(ref _tasksAnswered);
     public void AckUnknownKey() => Interlocked.Increment(ref _ackUnknownKeys);
     public void Rejected() => Interlocked.Increment(ref _rejects);
     public void PendingDropped() => Interlocked.Increment(ref _pendingDropped);
