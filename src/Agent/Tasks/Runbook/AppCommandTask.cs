@@ -8,13 +8,16 @@ namespace Fleet.Agent.Tasks.Runbook;
 /// app.command: runs a command the local policy declares by name (argument vector, working directory, timeout,
 /// environment), never a command line from the coordinator. Output streams as it is produced. Always marked
 /// destructive: the agent cannot know what a declared command does.
+/// The optional secret parameter <c>token</c> (an API token for a deploy hook, say) reaches the command only as the
+/// environment variable FLEET_TOKEN; it is never logged and is masked in the output, the summary and the result.
 /// </summary>
 public sealed class AppCommandTask : IAgentTask
 {
     public TaskDescriptor Descriptor { get; } = TaskSchema.Describe(
         "app.command", "Run an application command declared by name in the host's local policy (e.g. cache-clear).", true,
         TimeSpan.FromMinutes(5), TimeSpan.FromHours(2),
-        TaskSchema.Parameter("command", ParamType.String, "The command's name in the local policy.", required: true, pattern: "^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$"));
+        TaskSchema.Parameter("command", ParamType.String, "The command's name in the local policy.", required: true, pattern: "^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$"),
+        TaskSchema.Parameter("token", ParamType.String, "A secret handed to the command as the environment variable FLEET_TOKEN.", secret: true));
 
     public async Task<TaskOutcome> ExecuteAsync(TaskContext context, CancellationToken cancellationToken)
     {
@@ -28,7 +31,9 @@ public sealed class AppCommandTask : IAgentTask
 
         using var limit = command.Timeout is { } t ? new CancellationTokenSource(t, context.Time) : new CancellationTokenSource();
         using var linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, limit.Token);
-        var spec = context.Command(command.Argv[0], [.. command.Argv.Skip(1)], command.WorkingDirectory, command.Environment);
+        var environment = new Dictionary<string, string>(command.Environment ?? new Dictionary<string, string>(), StringComparer.Ordinal);
+        if (context.Parameters.String("token") is { Length: > 0 } token) environment["FLEET_TOKEN"] = token;
+        var spec = context.Command(command.Argv[0], [.. command.Argv.Skip(1)], command.WorkingDirectory, environment);
         var result = await context.Commands.RunAsync(spec, linked.Token);
         cancellationToken.ThrowIfCancellationRequested();
         var figures = new Dictionary<string, double> { ["command.seconds"] = result.Duration.TotalSeconds, ["command.exit_code"] = result.ExitCode };
