@@ -71,4 +71,18 @@ public sealed class EmbeddedModeTests : IAsyncLifetime
         var prometheus = await http.GetStringAsync($"{coordinator.RestUrl}/metrics");
         Assert.Contains("fleet_host_memory_used_ratio{", prometheus);
     }
+
+    [Fact]
+    public async Task HealthCheck_OnThisHost_ThroughFleetctl_Succeeds()
+    {
+        coordinator = await CoordinatorProcess.StartAsync([], dir.Path);
+        var statuses = await Eventually.UntilAsync(coordinator.AgentStatusesAsync, s => s.ContainsValue("AGENT_STATUS_ONLINE"), "the local host online", TimeSpan.FromSeconds(30));
+        var id = Assert.Single(statuses.Keys);
+
+        var run = await Fleetctl.RunAsync("--coordinator", coordinator.GrpcUrl, "run", "health.check", "--host", id, "--wait");
+
+        Assert.True(run.ExitCode == 0, run.Stdout + run.Stderr);
+        Assert.Contains("1 probes ok", run.Stdout, StringComparison.Ordinal);
+        Assert.DoesNotContain("\u001b[", run.Stdout, StringComparison.Ordinal); // redirected: no terminal escapes
+    }
 }

@@ -66,10 +66,20 @@ public static partial class EmbeddedAgentExtensions
                 LogFailed($"cannot write the default local policy in {dataDirectory}: {ex.Message}");
                 return;
             }
+            var host = address.AddressFamily == System.Net.Sockets.AddressFamily.InterNetworkV6 ? $"[{address}]" : address.ToString();
             var options = new AgentOptions
             {
                 PolicyFile = policyFile,
-                Coordinator = new Uri($"http://{(address.AddressFamily == System.Net.Sockets.AddressFamily.InterNetworkV6 ? $"[{address}]" : address.ToString())}:{listen.Value.GrpcPort}"),
+                Coordinator = new Uri($"http://{host}:{listen.Value.GrpcPort}"),
+                // One probe out of the box, so health.check and the overview have something real to show: this coordinator.
+                Probes =
+                [
+                    new Fleet.Agent.Probes.ProbeSettings
+                    {
+                        Name = "coordinator", Kind = Fleet.Agent.Probes.ProbeKinds.Http,
+                        Url = new Uri($"http://{host}:{listen.Value.RestPort}/healthz"), ExpectedStatus = 200,
+                    },
+                ],
                 StateDirectory = Path.Combine(dataDirectory, "agent"),
                 Tags = new() { ["embedded"] = "true" },
                 MetricsFlushInterval = embedded.Value.MetricsInterval,

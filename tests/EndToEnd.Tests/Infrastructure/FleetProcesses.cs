@@ -71,41 +71,76 @@ public sealed class CoordinatorProcess : IAsyncDisposable
     }
 }
 
+/// <summary>How a test agent differs from the default: a fixed id, a local policy, extra environment (stand-in executables on PATH).</summary>
+public sealed record AgentSetup
+{
+    public string? AgentId { get; init; }
+    public string? PolicyJson { get; init; }
+    public IReadOnlyDictionary<string, string?>? Environment { get; init; }
+}
+
 /// <summary>A real agent process with its own config file and state directory.</summary>
 public sealed class AgentProcess : IAsyncDisposable
 {
     readonly string configPath;
+    readonly AgentSetup setup;
     ChildProcess? process;
 
     public string StateDirectory { get; }
     public ChildProcess Process => process ?? throw new InvalidOperationException("not started");
-    public string AgentId => File.ReadAllText(Path.Combine(StateDirectory, "agent-id")).Trim();
+    public string AgentId => setup.AgentId ?? File.ReadAllText(Path.Combine(StateDirectory, "agent-id")).Trim();
 
-    AgentProcess(string directory, string coordinatorUrl, IReadOnlyDictionary<string, string> tags)
+    AgentProcess(string directory, string coordinatorUrl, IReadOnlyDictionary<string, string> tags, AgentSetup setup)
     {
+        this.setup = setup;
         StateDirectory = Path.Combine(directory, "state");
         configPath = Path.Combine(directory, "agent.json");
-        File.WriteAllText(configPath, JsonSerializer.Serialize(new Dictionary<string, object>
+        var config = new Dictionary<string, object>
         {
             ["coordinator"] = coordinatorUrl,
             ["stateDirectory"] = StateDirectory,
             ["tags"] = tags,
             ["reconnectMaxSeconds"] = 2,
-        }));
+        };
+        if (setup.AgentId is not null) config["agentId"] = setup.AgentId;
+        if (setup.PolicyJson is not null)
+        {
+            var policyPath = Path.Combine(directory, "policy.json");
+            File.WriteAllText(policyPath, setup.PolicyJson);
+            config["policyFile"] = policyPath;
+        }
+        File.WriteAllText(configPath, JsonSerializer.Serialize(config));
     }
 
-    public static AgentProcess Start(string directory, string coordinatorUrl, IReadOnlyDictionary<string, string> tags)
+    public static AgentProcess Start(string directory, string coordinatorUrl, IReadOnlyDictionary<string, string> tags, AgentSetup? setup = null)
     {
         Directory.CreateDirectory(directory);
-        var agent = new AgentProcess(directory, coordinatorUrl, tags);
+        var agent = new AgentProcess(directory, coordinatorUrl, tags, setup ?? new AgentSetup());
         agent.Start();
         return agent;
     }
 
-    public void Start() => process = ChildProcess.StartDotnet("agent", RepoPaths.Agent, ["--config", configPath]);
+    public void Start() => process = ChildProcess.StartDotnet("agent", RepoPaths.Agent, ["--config", configPath],
+        setup.Environment?.ToDictionary(kv => kv.Key, kv => kv.Value));
+
+    /// <summary>Stops the agent (SIGTERM, then SIGKILL after the timeout) so it can be started again.</summary>
+    public async Task StopAsync()
+    {
+        await Process.TerminateAsync();
+        await Process.DisposeAsync();
+        process = null;
+    }
+
+    /// <summary>kill -9: no chance to clean up.</summary>
+    public async Task KillAsync()
+    {
+        await Process.KillAsync();
+        await Process.DisposeAsync();
+        process = null;
+    }
 
     public async Task WaitForIdAsync() =>
-        await Eventually.UntilAsync(() => File.Exists(Path.Combine(StateDirectory, "agent-id")), "the agent to persist its id\n" + process?.Output);
+        await Eventually.UntilAsync(() => File.Exists(Path.Combine(StateDirectory, "agent-id")) || setup.AgentId is not null, "the agent to persist its id\n" + process?.Output);
 
     public async ValueTask DisposeAsync()
     {
