@@ -38,8 +38,7 @@ static class InvocationUpdates
         }, cancellationToken);
         // Ids this update moved (a concurrent writer may have moved some elsewhere first).
         var moved = await db.Invocations.Where(i => ids.Contains(i.Id) && i.State == to && i.UpdatedAt == now).Select(i => i.Id).ToListAsync(cancellationToken);
-        db.InvocationTransitions.AddRange(moved.Select(id => new InvocationTransitionRecord { InvocationId = id, State = to, Time = now, Detail = detail }));
-        await db.SaveChangesAsync(cancellationToken);
+        await RunBulk.InsertTransitionsAsync(db, moved.Select(id => new InvocationTransitionRecord { InvocationId = id, State = to, Time = now, Detail = detail }).ToList(), cancellationToken);
         if (tx is not null) await tx.CommitAsync(cancellationToken);
         return moved;
     }

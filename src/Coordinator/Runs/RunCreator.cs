@@ -31,6 +31,7 @@ public sealed partial class RunCreator(
         var selectors = request.Tags.Select(RunSpec.Tag).ToList();
 
         var agents = await db.Agents.AsNoTracking().OrderBy(a => a.Hostname).ThenBy(a => a.Id).ToListAsync(cancellationToken);
+        var tagsJson = new Dictionary<string, Dictionary<string, string>>(StringComparer.Ordinal);
         var hosts = new List<AgentRecord>();
         var chosen = new HashSet<string>(StringComparer.Ordinal);
         foreach (var name in request.Hosts)
@@ -44,7 +45,7 @@ public sealed partial class RunCreator(
         {
             var tagged = agents.Where(a =>
             {
-                var tags = AgentRegistry.Tags(a);
+                if (!tagsJson.TryGetValue(a.TagsJson, out var tags)) tagsJson[a.TagsJson] = tags = AgentRegistry.Tags(a);
                 return selectors.All(s => tags.TryGetValue(s.Key, out var v) && v == s.Value);
             }).ToList();
             if (tagged.Count == 0)
@@ -54,14 +55,22 @@ public sealed partial class RunCreator(
         if (hosts.Count == 0)
             throw ApiArguments.Invalid("hosts: the targets resolve to no host");
 
-        var descriptors = hosts.Select(h => (Host: h, Task: AgentRegistry.Tasks(h).FirstOrDefault(t => t.Name == request.Task))).ToList();
+        // Hosts of one agent version share a catalog: parse each distinct catalog once.
+        var catalogs = new Dictionary<string, TaskDescriptor?>(StringComparer.Ordinal);
+        TaskDescriptor? Offered(AgentRecord host)
+        {
+            if (!catalogs.TryGetValue(host.TasksJson, out var task))
+                catalogs[host.TasksJson] = task = AgentRegistry.Tasks(host).FirstOrDefault(t => t.Name == request.Task);
+            return task;
+        }
+        var descriptors = hosts.Select(h => (Host: h, Task: Offered(h))).ToList();
         if (descriptors.All(d => d.Task is null))
             throw ApiArguments.Invalid($"task: '{request.Task}' is not offered by any targeted host");
         var missing = descriptors.Where(d => d.Task is null).Select(d => d.Host.Hostname).ToList();
         if (missing.Count > 0)
             throw ApiArguments.Invalid($"task: '{request.Task}' is not offered by {missing.Count} of the {hosts.Count} targeted hosts: {string.Join(", ", missing.Take(5))}{(missing.Count > 5 ? ", ..." : "")}");
         // Hosts may run different agent versions: the parameters must suit every schema in use.
-        var schemas = descriptors.Select(d => d.Task!).DistinctBy(t => t.ToString()).ToList();
+        var schemas = catalogs.Values.OfType<TaskDescriptor>().Distinct().ToList();
         foreach (var schema in schemas)
             RunSpec.CheckParameters(schema, request.Parameters);
         var secrets = schemas.SelectMany(s => s.Parameters).Where(p => p.Secret).Select(p => p.Name).ToHashSet(StringComparer.Ordinal);
@@ -117,22 +126,17 @@ public sealed partial class RunCreator(
             RetryOf = retryOf,
         };
         db.Runs.Add(run);
-        var ordinal = 0;
-        foreach (var host in plan.Hosts)
+        var invocations = plan.Hosts.Select((host, ordinal) => new InvocationRecord
         {
-            db.Invocations.Add(new InvocationRecord
-            {
-                Id = InvocationStates.InvocationId(run.Id, host.Id),
-                RunId = run.Id,
-                AgentId = host.Id,
-                Hostname = host.Hostname,
-                Ordinal = ordinal,
-                Canary = ordinal < run.Canary,
-                CreatedAt = now,
-                UpdatedAt = now,
-            });
-            ordinal++;
-        }
+            Id = InvocationStates.InvocationId(run.Id, host.Id),
+            RunId = run.Id,
+            AgentId = host.Id,
+            Hostname = host.Hostname,
+            Ordinal = ordinal,
+            Canary = ordinal < run.Canary,
+            CreatedAt = now,
+            UpdatedAt = now,
+        }).ToList();
         audit.Add(db, actor, "run.created", target: $"run:{run.Id}", parameters: new Dictionary<string, string?>
         {
             ["task"] = run.Task,
@@ -144,7 +148,10 @@ public sealed partial class RunCreator(
         });
         try
         {
-            await db.SaveChangesAsync(cancellationToken);
+            await using var tx = await db.Database.BeginTransactionAsync(cancellationToken);
+            await db.SaveChangesAsync(cancellationToken); // the run row first (its client_token is the race's referee)
+            await RunBulk.InsertInvocationsAsync(db, invocations, cancellationToken);
+            await tx.CommitAsync(cancellationToken);
         }
         catch (DbUpdateException) when (token is not null)
         {

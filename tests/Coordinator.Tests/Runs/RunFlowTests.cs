@@ -45,8 +45,8 @@ public sealed class RunFlowTests(PostgresDatabase postgres) : IClassFixture<Post
         Assert.False(c.HasPending(CoordinatorMessage.BodyOneofCase.Dispatch));
         Assert.Equal(1, done.Counts.Skipped);
         await using var db = coordinator.Db();
-        Assert.Equal(2, await db.Set<Coordinator.Audit.AuditRecord>().CountAsync(r => r.Action == "run.invocation.finished"));
-        Assert.Equal(1, await db.Set<Coordinator.Audit.AuditRecord>().CountAsync(r => r.Action == "run.finished"));
+        Assert.Equal(2, await db.Set<Coordinator.Audit.AuditRecord>().CountAsync(r => r.Action == "run.invocation.finished" && r.Target == "run:" + run.Id));
+        Assert.Equal(1, await db.Set<Coordinator.Audit.AuditRecord>().CountAsync(r => r.Action == "run.finished" && r.Target == "run:" + run.Id));
     }
 
     [Fact]
@@ -152,7 +152,7 @@ public sealed class RunFlowTests(PostgresDatabase postgres) : IClassFixture<Post
         var output = await ReadOutputAsync(coordinator, run.Id, agent.Id);
         Assert.Equal(text, output);
         await using var db = coordinator.Db();
-        Assert.Equal(1, await db.Set<Coordinator.Audit.AuditRecord>().CountAsync(r => r.Action == "run.invocation.finished"));
+        Assert.Equal(1, await db.Set<Coordinator.Audit.AuditRecord>().CountAsync(r => r.Action == "run.invocation.finished" && r.Target == "run:" + run.Id));
     }
 
     [Fact]
@@ -204,7 +204,7 @@ public sealed class RunFlowTests(PostgresDatabase postgres) : IClassFixture<Post
         Assert.Equal(InvocationState.Cancelled, done.On(a).State);
         Assert.StartsWith("cancelled by alice", done.StatusReason, StringComparison.Ordinal);
         await using var db = coordinator.Db();
-        Assert.Equal(1, await db.Set<Coordinator.Audit.AuditRecord>().CountAsync(r => r.Action == "run.cancelled"));
+        Assert.Equal(1, await db.Set<Coordinator.Audit.AuditRecord>().CountAsync(r => r.Action == "run.cancelled" && r.Target == "run:" + run.Id));
     }
 
     [Fact]
