@@ -178,13 +178,21 @@ public static class RunIds
 {
     public const int MaxLength = 32;
     const string Alphabet = "0123456789abcdefghjkmnpqrstvwxyz";
+    static long lastMs;
 
+    /// <summary>A new id; within this process strictly increasing (the time part never repeats), across replicas sorted to the millisecond.</summary>
     public static string New(DateTimeOffset now)
     {
         Span<char> id = stackalloc char[22];
         id[0] = 'r';
         id[1] = '-';
-        var ms = now.ToUnixTimeMilliseconds();
+        long ms, last;
+        do
+        {
+            last = Interlocked.Read(ref lastMs);
+            ms = Math.Max(now.ToUnixTimeMilliseconds(), last + 1);
+        }
+        while (Interlocked.CompareExchange(ref lastMs, ms, last) != last);
         for (var i = 11; i >= 2; i--, ms >>= 5) id[i] = Alphabet[(int)(ms & 31)];
         Span<byte> random = stackalloc byte[10];
         System.Security.Cryptography.RandomNumberGenerator.Fill(random);

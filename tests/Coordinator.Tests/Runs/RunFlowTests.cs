@@ -91,11 +91,8 @@ public sealed class RunFlowTests(PostgresDatabase postgres) : IClassFixture<Post
     public async Task OfflineHost_IsDelayed_ThenDispatchedWhenItConnects()
     {
         using var coordinator = Coordinator(Store.Sqlite);
-        var id = FakeAgent.NewId();
-        await (await FakeAgent.ConnectAsync(coordinator, id)).CloseAsync();
+        var id = await KnownOfflineAgentAsync(coordinator);
         var client = coordinator.Runs();
-        var agents = new Protocol.V1.Agents.AgentsClient(coordinator.Channel());
-        await Eventually.UntilAsync(async () => (await agents.GetAgentAsync(new GetAgentRequest { Id = id })).Status == AgentStatus.Offline, "agent offline");
 
         var run = await client.CreateRunAsync(RunsTestKit.Probe(id));
         await client.WaitAsync(run.Id, r => r.Invocations[0].State == InvocationState.Delayed, "invocation delayed");
@@ -112,10 +109,7 @@ public sealed class RunFlowTests(PostgresDatabase postgres) : IClassFixture<Post
     public async Task OfflineHost_PastTheDeliveryTimeout_IsDeliveryTimedOut()
     {
         using var coordinator = Coordinator(Store.Sqlite);
-        var id = FakeAgent.NewId();
-        await (await FakeAgent.ConnectAsync(coordinator, id)).CloseAsync();
-        var agents = new Protocol.V1.Agents.AgentsClient(coordinator.Channel());
-        await Eventually.UntilAsync(async () => (await agents.GetAgentAsync(new GetAgentRequest { Id = id })).Status == AgentStatus.Offline, "agent offline");
+        var id = await KnownOfflineAgentAsync(coordinator);
         var client = coordinator.Runs();
         var request = RunsTestKit.Probe(id);
         request.DeliveryTimeout = "1s";
@@ -317,6 +311,16 @@ public sealed class RunFlowTests(PostgresDatabase postgres) : IClassFixture<Post
         while (await watch.ResponseStream.MoveNext().DefaultTimeout()) last = watch.ResponseStream.Current;
         Assert.Equal(RunStatus.Succeeded, last.Status);
         Assert.NotNull(last.FinishedAt);
+    }
+
+    /// <summary>An agent the coordinator knows (with its catalog) that is not connected.</summary>
+    static async Task<string> KnownOfflineAgentAsync(CoordinatorFactory coordinator)
+    {
+        var id = FakeAgent.NewId();
+        await (await FakeAgent.ConnectAsync(coordinator, id)).CloseAsync();
+        var agents = new Protocol.V1.Agents.AgentsClient(coordinator.Channel());
+        await Eventually.UntilAsync(async () => (await agents.GetAgentAsync(new GetAgentRequest { Id = id })).Status == AgentStatus.Offline, "agent offline");
+        return id;
     }
 
     internal static async Task<byte[]> ReadOutputAsync(CoordinatorFactory coordinator, string runId, string host)
