@@ -115,9 +115,11 @@ public sealed partial class RunMessenger(
         public async Task StartAsync(CancellationToken cancellationToken)
         {
             var subscriber = redis.GetSubscriber();
-            await subscriber.SubscribeAsync(messenger.ReplicaChannel(fleetOptions.Value.EffectiveReplicaId), (_, value) =>
+            // A queue, not a callback: delivery may wait on a busy stream without holding Redis's reader thread.
+            var queue = await subscriber.SubscribeAsync(messenger.ReplicaChannel(fleetOptions.Value.EffectiveReplicaId));
+            queue.OnMessage(async message =>
             {
-                try { messenger.DeliverAsync((byte[])value!).GetAwaiter().GetResult(); }
+                try { await messenger.DeliverAsync((byte[])message.Message!); }
                 catch (InvalidProtocolBufferException ex) { messenger.LogBadMessage(ex); }
             });
             await subscriber.SubscribeAsync(messenger.WakeChannel, (_, _) => messenger.WakeHere());
