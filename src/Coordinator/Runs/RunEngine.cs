@@ -105,10 +105,19 @@ public sealed partial class RunEngine(
         await using var db = dbFactory.CreateDbContext();
         var runId = run.Id;
 
+        // Past the delivery timeout and offline now: DeliveryTimedOut. An online host still queued behind
+        // max_concurrency or the canaries keeps its place.
         var deliveryDeadline = now - TimeSpan.FromMilliseconds(run.DeliveryTimeoutMs);
-        var timedOut = await InvocationUpdates.MoveAsync(db, i => i.RunId == runId && i.CreatedAt < deliveryDeadline, Waiting,
-            InvocationState.DeliveryTimedOut, $"not delivered within the delivery timeout ({run.DeliveryTimeout})", now, cancellationToken);
-        if (timedOut.Count > 0) LogDeliveryTimedOut(runId, timedOut.Count);
+        var overdue = await db.Invocations.AsNoTracking()
+            .Where(i => i.RunId == runId && Waiting.Contains(i.State) && i.CreatedAt < deliveryDeadline)
+            .Select(i => new { i.Id, i.AgentId }).ToListAsync(cancellationToken);
+        if (overdue.Count > 0)
+        {
+            var present = await presence.GetAsync(overdue.Select(i => i.AgentId).ToList(), cancellationToken);
+            var timedOut = await InvocationUpdates.MoveAsync(db, overdue.Where(i => !present.ContainsKey(i.AgentId)).Select(i => i.Id).ToList(), Waiting,
+                InvocationState.DeliveryTimedOut, $"host offline past the delivery timeout ({run.DeliveryTimeout})", now, cancellationToken);
+            if (timedOut.Count > 0) LogDeliveryTimedOut(runId, timedOut.Count);
+        }
         var executionDeadline = now - TimeSpan.FromMilliseconds(run.ExecutionTimeoutMs) - options.Value.ExecutionTimeoutGrace;
         await InvocationUpdates.MoveAsync(db, i => i.RunId == runId && i.DispatchedAt < executionDeadline, InFlight,
             InvocationState.TimedOut, "no result from the agent within the execution timeout and grace", now, cancellationToken);

@@ -44,6 +44,42 @@ public sealed class RunLifecycleTests
     }
 
     [Fact]
+    public async Task AgentResult_AfterTheCoordinatorGaveUp_RecordsTheRealOutcome()
+    {
+        using var coordinator = new CoordinatorFactory(Store.Sqlite).Fast().With("Fleet:Runs:ExecutionTimeoutGrace", "00:00:00");
+        await using var agent = await FakeAgent.ConnectAsync(coordinator, FakeAgent.NewId());
+        var client = coordinator.Runs();
+        var request = RunsTestKit.Probe(agent.Id);
+        request.ExecutionTimeout = "1s";
+        var run = await client.CreateRunAsync(request);
+        var dispatch = await agent.NextDispatchAsync();
+        await client.WaitAsync(run.Id, r => r.Invocations[0].State == InvocationState.TimedOut, "coordinator-side timeout");
+
+        await agent.SendAsync(FakeAgent.Finished(dispatch.InvocationId, V1TaskStatus.Succeeded));
+        var after = await client.WaitAsync(run.Id, r => r.Invocations[0].State == InvocationState.Succeeded, "the agent's outcome");
+        Assert.Contains("was timed-out", after.Invocations[0].Transitions[^1].Detail, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task OnlineHost_QueuedBehindMaxConcurrency_IsNotDeliveryTimedOut()
+    {
+        using var coordinator = new CoordinatorFactory(Store.Sqlite).Fast();
+        await using var a = await FakeAgent.ConnectAsync(coordinator, FakeAgent.NewId("a"));
+        await using var b = await FakeAgent.ConnectAsync(coordinator, FakeAgent.NewId("b"));
+        var client = coordinator.Runs();
+        var request = RunsTestKit.Probe(a.Id, b.Id);
+        request.MaxConcurrency = "1";
+        request.DeliveryTimeout = "1s";
+        var run = await client.CreateRunAsync(request);
+        var first = await a.NextDispatchAsync();
+        // Hold a's invocation past b's delivery timeout: b is online, so it keeps waiting for its turn.
+        await client.WaitAsync(run.Id, r => DateTime.UtcNow - r.CreatedAt.ToDateTime() > TimeSpan.FromSeconds(2), "past the delivery timeout");
+        await a.SendAsync(FakeAgent.Finished(first.InvocationId, V1TaskStatus.Succeeded));
+        await b.RunNextAsync(V1TaskStatus.Succeeded);
+        Assert.Equal(RunStatus.Succeeded, (await client.FinishedAsync(run.Id)).Status);
+    }
+
+    [Fact]
     public async Task CancelOneHost_CancelsOnlyThatInvocation_AndTheRunCarriesOn()
     {
         using var coordinator = new CoordinatorFactory(Store.Sqlite).Fast();
