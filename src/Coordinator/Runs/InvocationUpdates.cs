@@ -59,11 +59,15 @@ static class InvocationUpdates
         JsonSerializer.Deserialize<HashSet<string>>(run.SecretParametersJson) ?? [];
 
     /// <summary>Values of the run's secret parameters, as bytes to mask in output.</summary>
-    public static List<byte[]> SecretValues(RunRecord run)
+    public static List<byte[]> SecretValues(RunRecord run) =>
+        SecretTexts(run).Select(System.Text.Encoding.UTF8.GetBytes).ToList();
+
+    /// <summary>Values of the run's secret parameters long enough to mask (see <see cref="OutputMask"/>).</summary>
+    public static List<string> SecretTexts(RunRecord run)
     {
         var secrets = SecretNames(run);
-        return Parameters(run).Where(p => secrets.Contains(p.Key) && p.Value.Length >= OutputMask.MinLength)
-            .Select(p => System.Text.Encoding.UTF8.GetBytes(p.Value)).ToList();
+        return Parameters(run).Where(p => secrets.Contains(p.Key) && System.Text.Encoding.UTF8.GetByteCount(p.Value) >= OutputMask.MinLength)
+            .Select(p => p.Value).ToList();
     }
 }
 
@@ -89,5 +93,13 @@ static class OutputMask
             }
         }
         return data;
+    }
+
+    /// <summary>The same for text the agent reports (summary, error, result JSON).</summary>
+    public static string Apply(string text, IReadOnlyList<string> secrets)
+    {
+        foreach (var secret in secrets)
+            text = text.Replace(secret, new string('*', secret.Length), StringComparison.Ordinal);
+        return text;
     }
 }

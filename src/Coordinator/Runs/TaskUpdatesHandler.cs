@@ -36,6 +36,7 @@ sealed class TaskUpdatesHandler(AuditLog audit, RunMessenger messenger, TimeProv
         var runIds = invocations.Values.Select(i => i.RunId).Distinct().ToList();
         var runs = await db.Runs.AsNoTracking().Where(r => runIds.Contains(r.Id)).ToDictionaryAsync(r => r.Id, cancellationToken);
         var secrets = runs.ToDictionary(r => r.Key, r => InvocationUpdates.SecretValues(r.Value));
+        var secretTexts = runs.ToDictionary(r => r.Key, r => InvocationUpdates.SecretTexts(r.Value));
 
         var outputIds = updates.Where(u => u.Update.BodyCase == TaskUpdate.BodyOneofCase.Output).Select(u => u.Update.InvocationId).Distinct().ToList();
         var offsets = updates.Where(u => u.Update.BodyCase == TaskUpdate.BodyOneofCase.Output).Select(u => (long)u.Update.Output.Offset).Distinct().ToList();
@@ -66,13 +67,13 @@ sealed class TaskUpdatesHandler(AuditLog audit, RunMessenger messenger, TimeProv
                     break;
                 case TaskUpdate.BodyOneofCase.Finished:
                     if (invocation.ResultReported) break;
-                    Finish(db, agentId, runs[invocation.RunId], invocation, update.Finished, at);
+                    Finish(db, agentId, runs[invocation.RunId], invocation, update.Finished, secretTexts[invocation.RunId], at);
                     break;
             }
         }
     }
 
-    void Finish(FleetDbContext db, string agentId, RunRecord run, InvocationRecord invocation, TaskFinished finished, DateTime at)
+    void Finish(FleetDbContext db, string agentId, RunRecord run, InvocationRecord invocation, TaskFinished finished, IReadOnlyList<string> secrets, DateTime at)
     {
         var state = finished.Status switch
         {
@@ -88,14 +89,14 @@ sealed class TaskUpdatesHandler(AuditLog audit, RunMessenger messenger, TimeProv
         invocation.FinishedAt = at;
         invocation.UpdatedAt = at;
         invocation.ExitCode = finished.ExitCode;
-        invocation.Summary = Clip(finished.Summary, 1024);
+        invocation.Summary = Clip(OutputMask.Apply(finished.Summary, secrets), 1024);
         invocation.FiguresJson = JsonSerializer.Serialize(finished.Figures.ToDictionary(f => f.Key, f => f.Value));
-        invocation.Error = Clip(finished.Error, 4096);
+        invocation.Error = Clip(OutputMask.Apply(finished.Error, secrets), 4096);
         invocation.FailureKind = Clip(finished.FailureKind, 64);
-        invocation.ResultJson = finished.ResultJson;
+        invocation.ResultJson = OutputMask.Apply(finished.ResultJson, secrets);
         invocation.OutputBytes = checked((long)finished.OutputBytes);
         var detail = InvocationStates.IsFinal(previous) ? $"reported by the agent (was {RunsApi.StateName(previous)})" : "reported by the agent";
-        if (finished.Error.Length > 0) detail += ": " + Clip(finished.Error, 900);
+        if (invocation.Error.Length > 0) detail += ": " + Clip(invocation.Error, 900);
         db.InvocationTransitions.Add(new() { InvocationId = invocation.Id, State = state, Time = at, Detail = detail });
         audit.Add(db, new Actor(ActorKind.Agent, agentId, ""), "run.invocation.finished", target: $"run:{run.Id}", host: agentId,
             parameters: new Dictionary<string, string?>
@@ -106,7 +107,7 @@ sealed class TaskUpdatesHandler(AuditLog audit, RunMessenger messenger, TimeProv
                 ["exitCode"] = finished.ExitCode.ToString(CultureInfo.InvariantCulture),
                 ["summary"] = invocation.Summary,
             },
-            outcome: state == InvocationState.Succeeded ? "ok" : $"error: {(finished.Error.Length > 0 ? finished.Error : RunsApi.StateName(state))}");
+            outcome: state == InvocationState.Succeeded ? "ok" : $"error: {(invocation.Error.Length > 0 ? invocation.Error : RunsApi.StateName(state))}");
     }
 
     static string Clip(string value, int max) => value.Length <= max ? value : value[..max];

@@ -276,8 +276,13 @@ public sealed class RunFlowTests(PostgresDatabase postgres) : IClassFixture<Post
         var created = await client.CreateRunAsync(request);
         Assert.Equal("***", created.Parameters["password"]);
         Assert.Equal("3", created.Parameters["count"]);
-        await agent.RunNextAsync(V1TaskStatus.Succeeded);
-        await client.FinishedAsync(created.Id);
+        var dispatch = await agent.NextDispatchAsync();
+        var finished = FakeAgent.Finished(dispatch.InvocationId, V1TaskStatus.Succeeded);
+        finished.Finished.Summary = $"logged in with {FakeAgent.Secret}"; // the agent slipped: the coordinator masks it
+        finished.Finished.ResultJson = $$"""{"password":"{{FakeAgent.Secret}}"}""";
+        await agent.SendAsync(finished);
+        var done = await client.FinishedAsync(created.Id);
+        Assert.Equal($"logged in with {new string('*', FakeAgent.Secret.Length)}", done.Invocations[0].Summary);
 
         using var http = coordinator.CreateClient();
         var rest = await http.GetStringAsync(new Uri($"/api/v1/runs/{created.Id}", UriKind.Relative));
