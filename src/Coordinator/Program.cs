@@ -4,6 +4,7 @@ using Fleet.Coordinator.Blobs;
 using Fleet.Coordinator.Embedded;
 using Fleet.Coordinator.Hosting;
 using Fleet.Coordinator.Metrics;
+using Fleet.Coordinator.Runs;
 using Fleet.Coordinator.Storage;
 
 var builder = WebApplication.CreateBuilder(args);
@@ -14,6 +15,7 @@ builder.AddAgents();
 builder.AddBlobs();
 builder.AddAudit();
 builder.AddMetrics();
+builder.AddRuns();
 builder.AddEmbeddedAgent();
 
 var app = builder.Build();
@@ -22,6 +24,7 @@ app.MapAgents();
 app.MapBlobs();
 app.MapAudit();
 app.MapMetrics();
+app.MapRuns();
 app.Run();
 
 /// <summary>Entry point, visible to WebApplicationFactory in tests.</summary>

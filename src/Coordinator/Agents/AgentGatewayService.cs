@@ -18,6 +18,7 @@ sealed partial class AgentGatewayService(
     AgentSessions sessions,
     IAgentPresence presence,
     BatchIngest ingest,
+    IEnumerable<IAgentConnectedHook> connectedHooks,
     IOptions<AgentsOptions> agentOptions,
     IOptions<FleetOptions> fleetOptions,
     TimeProvider time,
@@ -46,6 +47,7 @@ sealed partial class AgentGatewayService(
         try
         {
             await session.SendAsync(new CoordinatorMessage { Welcome = Welcome(hello, replicaId, options) }, streamCts.Token);
+            await RunConnectedHooksAsync(session, streamCts.Token);
             reason = await ReadLoopAsync(session, requestStream, options, replicaId, streamCts);
         }
         catch (OperationCanceledException) when (session.Closed.IsCancellationRequested)
@@ -81,6 +83,19 @@ sealed partial class AgentGatewayService(
             }
             LogDisconnected(hello.AgentId, reason);
             session.Dispose();
+        }
+    }
+
+    async Task RunConnectedHooksAsync(AgentSession session, CancellationToken cancellationToken)
+    {
+        foreach (var hook in connectedHooks)
+        {
+            try { await hook.AgentConnectedAsync(session, cancellationToken); }
+            catch (Exception ex) when (ex is System.Data.Common.DbException or InvalidOperationException or StackExchange.Redis.RedisException)
+            {
+                // The stream stays up: the hook's work is retried on the next connect (and by the feature's own loop).
+                LogHookFailed(session.AgentId, ex);
+            }
         }
     }
 
@@ -201,6 +216,9 @@ sealed partial class AgentGatewayService(
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Could not record agent {AgentId} as offline; its presence expires by itself")]
     partial void LogCleanupFailed(string agentId, Exception exception);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "A connect hook failed for agent {AgentId}")]
+    partial void LogHookFailed(string agentId, Exception exception);
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Rejected a batch from agent {AgentId}: {Reason}")]
     partial void LogRejected(string agentId, string? reason);

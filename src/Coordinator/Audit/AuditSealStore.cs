@@ -38,14 +38,8 @@ sealed class PostgresAuditSealStore(IDbContextFactory<FleetDbContext> dbFactory)
     public async Task<SealerLease?> TryLeadAsync(CancellationToken cancellationToken)
     {
         await using var db = dbFactory.CreateDbContext();
-        var connection = new NpgsqlConnection(db.Database.GetConnectionString());
-        await connection.OpenAsync(cancellationToken);
-        await using var command = new NpgsqlCommand("SELECT pg_try_advisory_lock(@key)", connection);
-        command.Parameters.AddWithValue("key", LockKey);
-        if (await command.ExecuteScalarAsync(cancellationToken) is true)
-            return new Lease(connection);
-        await connection.DisposeAsync();
-        return null;
+        var connection = await AdvisoryLock.TryAcquireAsync(db.Database.GetConnectionString()!, LockKey, cancellationToken);
+        return connection is null ? null : new Lease(connection);
     }
 
     sealed class Lease(NpgsqlConnection connection) : SealerLease(connection)

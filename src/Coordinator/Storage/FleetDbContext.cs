@@ -13,6 +13,10 @@ public abstract class FleetDbContext(DbContextOptions options) : DbContext(optio
     public DbSet<Agents.AgentRecord> Agents => Set<Agents.AgentRecord>();
     public DbSet<Agents.ReceivedBatch> ReceivedBatches => Set<Agents.ReceivedBatch>();
     public DbSet<Agents.AgentEventRecord> AgentEvents => Set<Agents.AgentEventRecord>();
+    public DbSet<Runs.RunRecord> Runs => Set<Runs.RunRecord>();
+    public DbSet<Runs.InvocationRecord> Invocations => Set<Runs.InvocationRecord>();
+    public DbSet<Runs.InvocationTransitionRecord> InvocationTransitions => Set<Runs.InvocationTransitionRecord>();
+    public DbSet<Runs.InvocationOutputChunk> InvocationOutput => Set<Runs.InvocationOutputChunk>();
 
     protected override void OnModelCreating(ModelBuilder modelBuilder) =>
         modelBuilder.ApplyConfigurationsFromAssembly(typeof(FleetDbContext).Assembly,

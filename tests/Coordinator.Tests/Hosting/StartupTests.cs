@@ -55,6 +55,9 @@ public sealed class StartupTests(PostgresDatabase postgres) : IClassFixture<Post
     [InlineData("Fleet:Listen:Address", "not-an-ip", "Fleet:Listen:Address")]
     [InlineData("Fleet:ReplicaId", "bad replica!", "Fleet:ReplicaId")]
     [InlineData("ConnectionStrings:Postgres", "Host=x;NoSuchKeyword=1", "ConnectionStrings:Postgres")]
+    [InlineData("Fleet:Runs:EngineInterval", "00:00:00", "Fleet:Runs:EngineInterval")]
+    [InlineData("Fleet:Runs:DefaultDeliveryTimeout", "-00:00:01", "Fleet:Runs:DefaultDeliveryTimeout")]
+    [InlineData("Fleet:Runs:InlineOutputBytes", "10", "InlineOutputBytes")]
     public void BadConfiguration_FailsStart_NamingTheKey(string key, string value, string named)
     {
         using var coordinator = new CoordinatorFactory(Store.Sqlite).With(key, value);

@@ -1,0 +1,94 @@
+using Fleet.Coordinator.Blobs;
+using Fleet.Coordinator.Storage;
+using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.Options;
+
+namespace Fleet.Coordinator.Runs;
+
+/// <summary>
+/// Invocation output: staged as chunks (invocation, offset) while it arrives; once the agent reported the result and
+/// all its output_bytes are here, assembled into the blob "runs/{runId}/{agentId}.log", the inline head and tail kept
+/// on the invocation, and the chunks deleted. Finalizing is idempotent (the blob is written before the row changes).
+/// </summary>
+public sealed partial class RunOutput(IDbContextFactory<FleetDbContext> dbFactory, IBlobStore blobs, IOptions<RunsOptions> options, ILogger<RunOutput> logger)
+{
+    const int FinalizeBatch = 100;
+    const int ReadPiece = 64 * 1024;
+
+    public static string BlobKeyOf(string runId, string agentId) => $"runs/{runId}/{agentId}.log";
+
+    public async Task FinalizeAsync(CancellationToken cancellationToken)
+    {
+        await using var db = dbFactory.CreateDbContext();
+        var ready = await db.Invocations.AsNoTracking()
+            .Where(i => i.ResultReported && !i.OutputFinalized)
+            .Select(i => new { i.Id, i.OutputBytes, Held = db.InvocationOutput.Where(c => c.InvocationId == i.Id).Sum(c => (long?)c.Data.Length) ?? 0 })
+            .Where(i => i.Held >= i.OutputBytes)
+            .Take(FinalizeBatch)
+            .ToListAsync(cancellationToken);
+        foreach (var item in ready)
+            await FinalizeOneAsync(item.Id, cancellationToken);
+    }
+
+    async Task FinalizeOneAsync(string invocationId, CancellationToken cancellationToken)
+    {
+        await using var db = dbFactory.CreateDbContext();
+        var invocation = await db.Invocations.SingleAsync(i => i.Id == invocationId, cancellationToken);
+        var inline = options.Value.InlineOutputBytes;
+        if (invocation.OutputBytes > 0)
+        {
+            var run = await db.Runs.AsNoTracking().SingleAsync(r => r.Id == invocation.RunId, cancellationToken);
+            using var assembled = new MemoryStream();
+            await foreach (var piece in ReadChunksAsync(db, invocationId, cancellationToken))
+                assembled.Write(piece.Span);
+            if (assembled.Length < invocation.OutputBytes) return; // a gap: wait for the missing chunk
+            var bytes = OutputMask.Apply(assembled.ToArray()[..(int)invocation.OutputBytes], InvocationUpdates.SecretValues(run));
+            var key = BlobKeyOf(invocation.RunId, invocation.AgentId);
+            await blobs.PutAsync(key, new MemoryStream(bytes, writable: false), "text/plain; charset=utf-8", cancellationToken);
+            invocation.OutputHead = bytes[..Math.Min(inline, bytes.Length)];
+            invocation.OutputTail = bytes.Length > inline ? bytes[Math.Max(inline, bytes.Length - inline)..] : [];
+            invocation.OutputBlobKey = key;
+        }
+        invocation.OutputFinalized = true;
+        await using var tx = await db.Database.BeginTransactionAsync(cancellationToken);
+        await db.SaveChangesAsync(cancellationToken);
+        await db.InvocationOutput.Where(c => c.InvocationId == invocationId).ExecuteDeleteAsync(cancellationToken);
+        await tx.CommitAsync(cancellationToken);
+        LogFinalized(invocationId, invocation.OutputBytes);
+    }
+
+    /// <summary>The staged chunks in order, as one contiguous byte sequence (overlaps skipped, stops at a gap).</summary>
+    static async IAsyncEnumerable<ReadOnlyMemory<byte>> ReadChunksAsync(FleetDbContext db, string invocationId, [System.Runtime.CompilerServices.EnumeratorCancellation] CancellationToken cancellationToken)
+    {
+        long position = 0;
+        await foreach (var chunk in db.InvocationOutput.AsNoTracking().Where(c => c.InvocationId == invocationId).OrderBy(c => c.Offset).AsAsyncEnumerable().WithCancellation(cancellationToken))
+        {
+            if (chunk.Offset > position) yield break;
+            var skip = (int)(position - chunk.Offset);
+            if (skip >= chunk.Data.Length) continue;
+            yield return chunk.Data.AsMemory(skip);
+            position += chunk.Data.Length - skip;
+        }
+    }
+
+    /// <summary>The invocation's full output as stored: from the blob once finalized, else from the staged chunks.</summary>
+    public async IAsyncEnumerable<ReadOnlyMemory<byte>> ReadAsync(InvocationRecord invocation, [System.Runtime.CompilerServices.EnumeratorCancellation] CancellationToken cancellationToken)
+    {
+        if (invocation.OutputBlobKey is { } key)
+        {
+            await using var stream = await blobs.OpenReadAsync(key, cancellationToken)
+                ?? throw new InvalidOperationException($"the output blob '{key}' of invocation '{invocation.Id}' is missing");
+            var buffer = new byte[ReadPiece];
+            int read;
+            while ((read = await stream.ReadAsync(buffer, cancellationToken)) > 0)
+                yield return buffer.AsMemory(0, read).ToArray();
+            yield break;
+        }
+        await using var db = dbFactory.CreateDbContext();
+        await foreach (var piece in ReadChunksAsync(db, invocation.Id, cancellationToken))
+            yield return piece;
+    }
+
+    [LoggerMessage(Level = LogLevel.Debug, Message = "Output of invocation {InvocationId} finalized ({Bytes} bytes)")]
+    partial void LogFinalized(string invocationId, long bytes);
+}

@@ -1,0 +1,109 @@
+using System.Globalization;
+using System.Text.RegularExpressions;
+using Fleet.Coordinator.Hosting;
+using Fleet.Protocol.V1;
+
+namespace Fleet.Coordinator.Runs;
+
+/// <summary>Parsing of the run request's text fields: durations ("30s", "10m", "1h30m"), limits ("10", "10%"), tag selectors.</summary>
+static partial class RunSpec
+{
+    public static TimeSpan? Duration(string text, string field)
+    {
+        if (string.IsNullOrWhiteSpace(text)) return null;
+        if (TryDuration(text, out var value) && value > TimeSpan.Zero) return value;
+        throw ApiArguments.Invalid($"{field}: '{text}' is not a positive duration such as 30s, 10m or 2h");
+    }
+
+    public static bool TryDuration(string text, out TimeSpan value)
+    {
+        value = TimeSpan.Zero;
+        var matches = DurationPart().Matches(text.Trim());
+        if (matches.Count == 0 || matches.Sum(m => m.Length) != text.Trim().Length) return false;
+        foreach (Match m in matches)
+        {
+            if (!long.TryParse(m.Groups[1].Value, NumberStyles.None, CultureInfo.InvariantCulture, out var n) || n > 1_000_000) return false;
+            value += m.Groups[2].Value switch
+            {
+                "ms" => TimeSpan.FromMilliseconds(n),
+                "s" => TimeSpan.FromSeconds(n),
+                "m" => TimeSpan.FromMinutes(n),
+                "h" => TimeSpan.FromHours(n),
+                _ => TimeSpan.FromDays(n),
+            };
+        }
+        return true;
+    }
+
+    /// <summary>"10" or "10%" of <paramref name="total"/>; null when empty (no limit).</summary>
+    public static int? Limit(string text, string field, int total, bool roundUp, int minimum)
+    {
+        if (string.IsNullOrWhiteSpace(text)) return null;
+        var m = LimitPattern().Match(text.Trim());
+        if (!m.Success || !int.TryParse(m.Groups[1].Value, NumberStyles.None, CultureInfo.InvariantCulture, out var n))
+            throw ApiArguments.Invalid($"{field}: '{text}' is not a count or a percentage such as 10 or 10%");
+        if (m.Groups[2].Success)
+        {
+            if (n > 100) throw ApiArguments.Invalid($"{field}: '{text}' is more than 100%");
+            var exact = total * n / 100.0;
+            n = roundUp ? (int)Math.Ceiling(exact) : (int)Math.Floor(exact);
+            return Math.Max(n, minimum);
+        }
+        if (n < minimum) throw ApiArguments.Invalid($"{field}: '{text}' must be at least {minimum}");
+        return n;
+    }
+
+    public static (string Key, string Value) Tag(string selector)
+    {
+        var at = selector.IndexOf('=', StringComparison.Ordinal);
+        if (at <= 0) throw ApiArguments.Invalid($"tags: '{selector}' is not a key=value selector");
+        return (selector[..at].Trim(), selector[(at + 1)..].Trim());
+    }
+
+    /// <summary>Checks the parameters against the task's schema: names, required, types, patterns. Secret values are never echoed.</summary>
+    public static void CheckParameters(TaskDescriptor task, IReadOnlyDictionary<string, string> parameters)
+    {
+        var schema = task.Parameters.ToDictionary(p => p.Name, StringComparer.Ordinal);
+        foreach (var (name, value) in parameters)
+        {
+            if (!schema.TryGetValue(name, out var p))
+                throw ApiArguments.Invalid($"parameters: '{name}' is not a parameter of task '{task.Name}' (known: {(schema.Count == 0 ? "none" : string.Join(", ", schema.Keys.Order(StringComparer.Ordinal)))})");
+            var shown = p.Secret ? Audit.AuditLog.Redacted : value;
+            var ok = p.Type switch
+            {
+                ParameterSchema.Types.Type.Int => long.TryParse(value, NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out _),
+                ParameterSchema.Types.Type.Bool => value is "true" or "false",
+                ParameterSchema.Types.Type.Duration => TryDuration(value, out _),
+                _ => true,
+            };
+            if (!ok)
+                throw ApiArguments.Invalid($"parameters.{name}: '{shown}' is not a valid {TypeName(p.Type)}");
+            if (!string.IsNullOrEmpty(p.Pattern) && !Matches(p.Pattern, value))
+                throw ApiArguments.Invalid($"parameters.{name}: '{shown}' does not match the pattern '{p.Pattern}'");
+        }
+        foreach (var p in task.Parameters)
+            if (p.Required && string.IsNullOrEmpty(p.DefaultValue) && !parameters.ContainsKey(p.Name))
+                throw ApiArguments.Invalid($"parameters.{p.Name}: required by task '{task.Name}'");
+    }
+
+    static bool Matches(string pattern, string value)
+    {
+        try { return Regex.IsMatch(value, $"^(?:{pattern})$", RegexOptions.CultureInvariant, TimeSpan.FromMilliseconds(100)); }
+        catch (RegexMatchTimeoutException) { return false; }
+        catch (ArgumentException) { return false; } // a bad pattern in the agent's catalog rejects rather than crashes
+    }
+
+    static string TypeName(ParameterSchema.Types.Type type) => type switch
+    {
+        ParameterSchema.Types.Type.Int => "integer",
+        ParameterSchema.Types.Type.Bool => "boolean (true or false)",
+        ParameterSchema.Types.Type.Duration => "duration such as 30s, 10m or 2h",
+        _ => "value",
+    };
+
+    [GeneratedRegex(@"(\d+)(ms|s|m|h|d)")]
+    private static partial Regex DurationPart();
+
+    [GeneratedRegex(@"^(\d{1,9})(%)?$")]
+    private static partial Regex LimitPattern();
+}
