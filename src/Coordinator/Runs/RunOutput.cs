@@ -57,6 +57,42 @@ public sealed partial class RunOutput(IDbContextFactory<FleetDbContext> dbFactor
         LogFinalized(invocationId, invocation.OutputBytes);
     }
 
+    /// <summary>
+    /// Head and tail of an output that is still arriving or not yet finalized, from the staged chunks: so a running
+    /// invocation shows its output so far, and a just-finished one shows all of it before the finalizer ran.
+    /// </summary>
+    public async Task<(byte[] Head, byte[] Tail)> StagedInlineAsync(FleetDbContext db, InvocationRecord invocation, IReadOnlyList<byte[]> secrets, CancellationToken cancellationToken)
+    {
+        var inline = options.Value.InlineOutputBytes;
+        var chunks = db.InvocationOutput.AsNoTracking().Where(c => c.InvocationId == invocation.Id);
+        var held = await chunks.MaxAsync(c => (long?)(c.Offset + c.Data.Length), cancellationToken) ?? 0;
+        if (held == 0) return ([], []);
+        var head = await ContiguousAsync(chunks.Where(c => c.Offset < inline), 0, inline, cancellationToken);
+        if (held <= inline || head.Length < inline) return (OutputMask.Apply(head, secrets), []);
+        var from = Math.Max(inline, held - inline);
+        var tailChunks = chunks.Where(c => c.Offset + c.Data.Length > from);
+        var start = await tailChunks.MinAsync(c => (long?)c.Offset, cancellationToken) ?? from;
+        var tail = await ContiguousAsync(tailChunks, start, int.MaxValue, cancellationToken);
+        var skip = (int)Math.Min(tail.Length, Math.Max(0, from - start));
+        return (OutputMask.Apply(head, secrets), OutputMask.Apply(tail[skip..], secrets));
+    }
+
+    static async Task<byte[]> ContiguousAsync(IQueryable<InvocationOutputChunk> chunks, long start, int max, CancellationToken cancellationToken)
+    {
+        using var buffer = new MemoryStream();
+        var position = start;
+        foreach (var chunk in await chunks.OrderBy(c => c.Offset).ToListAsync(cancellationToken))
+        {
+            if (chunk.Offset > position || buffer.Length >= max) break;
+            var skip = (int)(position - chunk.Offset);
+            if (skip >= chunk.Data.Length) continue;
+            buffer.Write(chunk.Data, skip, chunk.Data.Length - skip);
+            position += chunk.Data.Length - skip;
+        }
+        var bytes = buffer.ToArray();
+        return bytes.Length > max ? bytes[..max] : bytes;
+    }
+
     /// <summary>The staged chunks in order, as one contiguous byte sequence (overlaps skipped, stops at a gap).</summary>
     static async IAsyncEnumerable<ReadOnlyMemory<byte>> ReadChunksAsync(FleetDbContext db, string invocationId, [System.Runtime.CompilerServices.EnumeratorCancellation] CancellationToken cancellationToken)
     {

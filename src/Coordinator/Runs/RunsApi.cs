@@ -199,6 +199,9 @@ sealed partial class RunsApi(
     static string RequireId(string id, string field) =>
         string.IsNullOrWhiteSpace(id) || id.Length > RunIds.MaxLength ? throw ApiArguments.Invalid($"{field}: '{id}' is not a run id") : id;
 
+    /// <summary>At most this many not-yet-finalized outputs are read from the staged chunks per request.</summary>
+    const int MaxStagedOutputs = 50;
+
     /// <summary>The run with its counts, invocations and their transitions.</summary>
     async Task<Run> LoadAsync(string id, CancellationToken cancellationToken)
     {
@@ -212,6 +215,20 @@ sealed partial class RunsApi(
             .ToLookup(t => t.InvocationId);
         var message = ToMessage(run, invocations.GroupBy(i => i.State).Select(g => (g.Key, g.Count())));
         message.Invocations.AddRange(invocations.Select(i => ToMessage(i, transitions[i.Id])));
+        // Output not finalized yet (running, or finished a moment ago): head and tail from the staged chunks.
+        var secrets = InvocationUpdates.SecretValues(run);
+        var staged = 0;
+        for (var n = 0; n < invocations.Count && staged < MaxStagedOutputs; n++)
+        {
+            var record = invocations[n];
+            if (record.OutputFinalized || record.State is InvocationState.Pending or InvocationState.Delayed or InvocationState.Dispatched) continue;
+            staged++;
+            var (head, tail) = await output.StagedInlineAsync(db, record, secrets, cancellationToken);
+            var shown = message.Invocations[n];
+            shown.OutputHead = Encoding.UTF8.GetString(head);
+            shown.OutputTail = Encoding.UTF8.GetString(tail);
+            shown.OutputTruncated = record.OutputBytes > head.Length + tail.Length;
+        }
         return message;
     }
 
