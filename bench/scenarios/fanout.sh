@@ -33,7 +33,7 @@ for n in "$@"; do
   t1=$(date +%s.%N); c1=$(bench_cpu_ticks $BENCH_COORDINATOR_PID)
   hwm=$(awk '/VmHWM/ {print $2}' "/proc/$BENCH_COORDINATOR_PID/status")
   curl -sf "$api/runs/$id" >"$BENCH_WORK/run-$n.json"
-  kill -INT $lpid; wait $lpid || true
+  kill -TERM $lpid; wait $lpid || true
   kill -TERM "$BENCH_COORDINATOR_PID"; wait "$BENCH_COORDINATOR_PID" 2>/dev/null || true; BENCH_COORDINATOR_PID=
   tick=$(getconf CLK_TCK)
   printf 'agents=%d status=%s all_done_in=%.2fs coordinator_cpu=%.1fs coordinator_peak_rss=%dMB\n' "$n" "$status" \
