@@ -50,6 +50,9 @@ public sealed class PostgresFleetDbContext(DbContextOptions<PostgresFleetDbConte
         foreach (var entity in new[] { typeof(Metrics.MetricSampleRecord), typeof(Metrics.MetricRollupRecord) })
             foreach (var column in new[] { "AgentId", "Name", "Labels" })
                 modelBuilder.Entity(entity).Property(column).UseCollation("C");
+        // Raw samples arrive in time order, so a BRIN index serves the retention job's time-range delete at a fraction
+        // of a B-tree's cost per inserted row.
+        modelBuilder.Entity<Metrics.MetricSampleRecord>().HasIndex(m => m.Time).HasMethod("brin");
     }
 }
 

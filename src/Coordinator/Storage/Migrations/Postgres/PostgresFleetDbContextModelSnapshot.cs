@@ -338,6 +338,8 @@ namespace Fleet.Coordinator.Storage.Migrations.Postgres
 
                     b.HasIndex("Time");
 
+                    NpgsqlIndexBuilderExtensions.HasMethod(b.HasIndex("Time"), "brin");
+
                     b.ToTable("metric_samples", (string)null);
                 });
 
