@@ -66,8 +66,9 @@ public sealed class RuntimeRobustnessTests : IDisposable
         await using var harness = TaskHarness.Create(standIns, """{"tasks": {"test.a": {}}}""", tasks: [new GateTask("test.a", gate)], maxConcurrent: 1);
 
         await harness.DispatchAsync("a-running", "test.a");
-        await harness.DispatchAsync("a-queued", "test.a");
         await Eventually.UntilAsync(() => gate.Running == 1, "the first invocation running");
+        await harness.DispatchAsync("a-queued", "test.a");
+        Assert.Equal(2, harness.Runtime.Active);
         harness.Runtime.Cancel("a-queued", "no longer needed");
         var cancelled = await harness.FinishedAsync("a-queued");
         gate.Opened.SetResult();
