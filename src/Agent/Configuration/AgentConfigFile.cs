@@ -201,7 +201,7 @@ public static partial class AgentConfigFile
     [GeneratedRegex("'([^']+)' could not be mapped")]
     private static partial Regex UnknownProperty();
 
-    [GeneratedRegex("^[A-Za-z0-9_./-]{1,64}$")]
+    [GeneratedRegex(@"\A[A-Za-z0-9_./-]{1,64}\z")]
     private static partial Regex TagName();
 }
 

@@ -28,6 +28,14 @@ public sealed class AgentOptions
     /// <summary>Bound of the durable outbox on disk.</summary>
     public long OutboxMaxBytes { get; set; } = 256L * 1024 * 1024;
 
+    /// <summary>The coordinator accepts messages up to 4 MiB; the default leaves a margin for framing.</summary>
+    public const int DefaultMaxMessageBytes = 4 * 1024 * 1024 - 64 * 1024;
+
+    /// <summary>Largest AgentMessage sent to the coordinator. An outbox record that would make a larger one is never sent
+    /// (the coordinator would close the stream and the record would block every later one): it is rejected locally,
+    /// logged and counted. Metric batches are split to stay under it.</summary>
+    public int MaxMessageBytes { get; set; } = DefaultMaxMessageBytes;
+
     /// <summary>Enabled collectors by name. Default: cpu, memory, disk, load and network every 10 s.</summary>
     public Dictionary<string, Collectors.CollectorSettings> Collectors { get; set; } = DefaultCollectors();
 

@@ -122,7 +122,11 @@ public sealed partial class MetricsPipeline(
         return ValueTask.CompletedTask;
     }
 
-    /// <summary>Writes what is waiting as one batch; returns false when there was nothing.</summary>
+    /// <summary>Room left in a message for the envelope around a metric batch (message and batch tags, key, time).</summary>
+    const int EnvelopeBytes = 1024;
+
+    /// <summary>Writes what is waiting as batches that each fit <see cref="AgentOptions.MaxMessageBytes"/> (usually
+    /// one); returns false when there was nothing.</summary>
     public async Task<bool> FlushAsync(CancellationToken cancellationToken)
     {
         List<MetricSample> s;
@@ -133,11 +137,39 @@ public sealed partial class MetricsPipeline(
             (s, samples) = (samples, []);
             (p, probes) = (probes, []);
         }
-        var batch = new Batch { CreatedAt = Timestamp.FromDateTimeOffset(time.GetUtcNow()), Metrics = new MetricBatch { Samples = { s }, Probes = { p } } };
-        var result = await outbox.AppendAsync(batch.ToByteArray(), cancellationToken);
-        if (result.Status == AppendStatus.Dropped) LogDropped(s.Count, p.Count, result.Reason);
-        else BatchesWritten++;
+        foreach (var metrics in Split(s, p, options.MaxMessageBytes - EnvelopeBytes))
+        {
+            var batch = new Batch { CreatedAt = Timestamp.FromDateTimeOffset(time.GetUtcNow()), Metrics = metrics };
+            var result = await outbox.AppendAsync(batch.ToByteArray(), cancellationToken);
+            if (result.Status == AppendStatus.Dropped) LogDropped(metrics.Samples.Count, metrics.Probes.Count, result.Reason);
+            else BatchesWritten++;
+        }
         return true;
+    }
+
+    /// <summary>The samples and probe results as metric batches of at most <paramref name="maxBytes"/> each (a single
+    /// item larger than that goes alone).</summary>
+    internal static List<MetricBatch> Split(IReadOnlyList<MetricSample> samples, IReadOnlyList<ProbeResult> probes, int maxBytes)
+    {
+        var batches = new List<MetricBatch>();
+        var current = new MetricBatch();
+        var size = 0;
+        void Add(IMessage item, Action<MetricBatch> add)
+        {
+            var itemSize = 1 + CodedOutputStream.ComputeMessageSize(item); // field tag + length-prefixed item
+            if (size > 0 && size + itemSize > maxBytes)
+            {
+                batches.Add(current);
+                current = new MetricBatch();
+                size = 0;
+            }
+            add(current);
+            size += itemSize;
+        }
+        foreach (var sample in samples) Add(sample, b => b.Samples.Add(sample));
+        foreach (var probe in probes) Add(probe, b => b.Probes.Add(probe));
+        if (size > 0) batches.Add(current);
+        return batches;
     }
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Metrics: {Collectors} collectors and {Probes} probes running, flushing every {Seconds} s")]

@@ -43,7 +43,7 @@ public sealed class PathGlob
         var rest = pattern[literalEnd..];
         if (prefix.Length > 0 && Directory.Exists(prefix)) prefix = Canonicalize(prefix);
         var effective = prefix == "/" && rest.StartsWith('/') ? rest : prefix + rest;
-        var regex = new StringBuilder("^");
+        var regex = new StringBuilder(@"\A");
         for (var i = 0; i < effective.Length; i++)
         {
             var c = effective[i];
@@ -56,7 +56,7 @@ public sealed class PathGlob
             else if (c == '?') regex.Append("[^/]");
             else regex.Append(Regex.Escape(c.ToString()));
         }
-        regex.Append('$');
+        regex.Append(@"\z"); // not "$": it also matches before a final "\n"
         glob = new PathGlob(pattern, new Regex(regex.ToString(), RegexOptions.CultureInvariant | RegexOptions.NonBacktracking));
         return true;
     }

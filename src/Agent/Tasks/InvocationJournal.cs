@@ -15,8 +15,15 @@ namespace Fleet.Agent.Tasks;
 /// </summary>
 public sealed partial class InvocationJournal : IDisposable
 {
-    public static readonly TimeSpan Retention = TimeSpan.FromDays(7);
-    public const int MaxEntries = 10_000;
+    // A finished entry is what stops a redelivered Dispatch from running the invocation again, so entries are kept
+    // far longer than any redelivery can come: the coordinator never redelivers an invocation older than its
+    // execution timeout plus a grace period (hours at most). Dispatches carry no creation time, so the agent cannot
+    // check that itself. Entries are small (a finished one is its bounded TaskFinished), so 100k of them are cheap.
+    public static readonly TimeSpan Retention = TimeSpan.FromDays(30);
+    public const int MaxEntries = 100_000;
+
+    /// <summary>Lines appended between compactions (keeps the file from growing far past what it holds).</summary>
+    const int CompactEveryLines = 10_000;
 
     readonly string path;
     readonly TimeProvider time;
@@ -75,7 +82,7 @@ public sealed partial class InvocationJournal : IDisposable
             file.Write(bytes);
             file.Flush(flushToDisk: true);
             Apply(line);
-            if (++linesSinceCompaction > MaxEntries)
+            if (++linesSinceCompaction > CompactEveryLines)
             {
                 file.Dispose();
                 Compact();

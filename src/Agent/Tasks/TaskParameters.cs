@@ -28,7 +28,17 @@ public sealed class TaskParameters
 
     public string? String(string name) => values.TryGetValue(name, out var v) ? v : null;
 
-    public int? Int(string name) => values.TryGetValue(name, out var v) ? int.Parse(v, NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture) : null;
+    /// <summary>An int parameter (validated as 64-bit, as the coordinator does).</summary>
+    public long? Long(string name) => values.TryGetValue(name, out var v) ? long.Parse(v, NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture) : null;
+
+    /// <summary>An int parameter the task needs as 32-bit.</summary>
+    /// <exception cref="TaskParameterException">The value is outside the 32-bit range.</exception>
+    public int? Int(string name) => Long(name) switch
+    {
+        null => null,
+        >= int.MinValue and <= int.MaxValue and var v => (int)v,
+        var v => throw new TaskParameterException(name, $"{v} is out of range ({int.MinValue} to {int.MaxValue})"),
+    };
 
     public bool? Bool(string name) => values.TryGetValue(name, out var v) ? ParseBool(v) : null;
 
@@ -57,7 +67,7 @@ public sealed class TaskParameters
             var shown = p.Secret ? "***" : value;
             var problem = p.Type switch
             {
-                ParamType.Int => int.TryParse(value, NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out _) ? null : $"'{shown}' is not an integer",
+                ParamType.Int => long.TryParse(value, NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out _) ? null : $"'{shown}' is not an integer",
                 ParamType.Bool => ParseBool(value) is null ? $"'{shown}' is not true or false" : null,
                 ParamType.Duration => DurationText.TryParse(value, out var d) && d >= TimeSpan.Zero ? null : $"'{shown}' is not a duration (e.g. 30s, 5m, 1h)",
                 ParamType.Path => Path.IsPathRooted(value) && !value.Contains('\0', StringComparison.Ordinal) ? null : $"'{shown}' is not an absolute path",
@@ -110,6 +120,8 @@ public static class TaskSchema
             Secret = secret,
         };
 
+    // Patterns are anchored with \A and \z: in .NET "$" also matches before a final "\n", so "nginx\n" would pass.
+
     /// <summary>Service unit names: letters, digits and @ . _ : - (never an option or a path).</summary>
-    public const string ServicePattern = "^[A-Za-z0-9][A-Za-z0-9@._:-]{0,254}$";
+    public const string ServicePattern = @"\A[A-Za-z0-9][A-Za-z0-9@._:-]{0,254}\z";
 }

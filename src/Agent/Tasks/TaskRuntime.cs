@@ -97,43 +97,73 @@ public sealed partial class TaskRuntime : IHostedService, IAsyncDisposable
             invocation = new Invocation(dispatch);
             active[id] = invocation;
         }
+        var handedOff = false;
         try
         {
+            // The publishes below are local, bounded outbox appends: they never take the stream's token, so a dropped
+            // stream cannot leave the invocation behind as "already running".
             switch (journal.Find(id))
             {
                 case { Finished: { } finished }:
                     LogResending(id, dispatch.Task);
                     var update = publisher.Update(id);
                     update.Finished = finished;
-                    await publisher.PublishAsync([update], cancellationToken);
-                    Remove(invocation);
+                    await publisher.PublishAsync([update], CancellationToken.None);
                     return;
                 case { Finished: null }:
-                    await FinishInterruptedAsync(id, cancellationToken);
-                    Remove(invocation);
+                    await FinishInterruptedAsync(id, CancellationToken.None);
                     return;
             }
+            handedOff = true;
         }
         catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
         {
             // The journal or outbox cannot be written: nothing is run; the coordinator redelivers later.
             LogRuntimeError(ex, id, dispatch.Task);
-            Remove(invocation);
             return;
+        }
+        finally
+        {
+            if (!handedOff) Remove(invocation);
         }
         invocation.Run = Task.Run(() => RunAsync(invocation), CancellationToken.None);
     }
 
-    /// <summary>Cancels a queued or running invocation (no-op when unknown or finished).</summary>
+    /// <summary>Cancels a queued or running invocation. A cancel for an invocation this agent does not know (the
+    /// dispatch has not arrived yet, or never will) is journalled as a CANCELLED result, so a dispatch that arrives
+    /// later, even after a restart, is not executed: it gets that result ("cancelled before it started"). Such
+    /// entries are bounded by the journal's compaction. No-op for an invocation already finished.</summary>
     public void Cancel(string invocationId, string reason)
     {
+        if (string.IsNullOrEmpty(invocationId)) return;
+        reason = string.IsNullOrEmpty(reason) ? "cancelled" : reason;
         Invocation? invocation;
-        lock (gate) active.TryGetValue(invocationId, out invocation);
-        if (invocation is null) return;
+        lock (gate)
+        {
+            // Under the gate: a dispatch registers in `active` under it before it reads the journal, so either it
+            // sees this entry or this cancel sees it.
+            if (!active.TryGetValue(invocationId, out invocation))
+            {
+                try
+                {
+                    if (journal.Find(invocationId) is not null) return;
+                    LogCancelledBeforeDispatch(invocationId, reason);
+                    journal.RecordFinished(invocationId, Finished(CancelledBeforeStart(reason), 0));
+                }
+                catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+                {
+                    LogRuntimeError(ex, invocationId, "?");
+                }
+                return;
+            }
+        }
         LogCancelling(invocationId, reason);
-        invocation.CancelReason = string.IsNullOrEmpty(reason) ? "cancelled" : reason;
+        invocation.CancelReason = reason;
         try { invocation.Cancel.Cancel(); } catch (ObjectDisposedException) { }
     }
+
+    static TaskOutcome CancelledBeforeStart(string reason) =>
+        new() { Status = TaskStatus.Cancelled, Summary = $"cancelled before it started: {reason}", Error = reason };
 
     async Task RunAsync(Invocation invocation)
     {
@@ -145,7 +175,7 @@ public sealed partial class TaskRuntime : IHostedService, IAsyncDisposable
         try
         {
             var finished = await ExecuteAsync(invocation, task, given, masker);
-            await FinishAsync(id, dispatch.Task, Masked(finished, masker), CancellationToken.None);
+            await FinishAsync(id, dispatch.Task, MaskedAndBounded(finished, masker), CancellationToken.None);
         }
         catch (Exception ex) when (ex is not OutOfMemoryException)
         {
@@ -189,7 +219,7 @@ public sealed partial class TaskRuntime : IHostedService, IAsyncDisposable
             }
             catch (OperationCanceledException)
             {
-                return Finished(new TaskOutcome { Status = TaskStatus.Cancelled, Summary = $"cancelled before it started: {invocation.CancelReason}", Error = invocation.CancelReason ?? "cancelled" }, 0);
+                return Finished(CancelledBeforeStart(invocation.CancelReason ?? "cancelled"), 0);
             }
 
             journal.RecordStarted(id);
@@ -226,7 +256,8 @@ public sealed partial class TaskRuntime : IHostedService, IAsyncDisposable
             catch (TaskParameterException ex) { outcome = TaskOutcome.Failed(ex.Message, FailureKinds.Parameter); }
             catch (Exception ex) when (ex is not OutOfMemoryException)
             {
-                LogTaskThrew(ex, id, dispatch.Task);
+                // Never the raw exception: its message or stack may carry parameter values (secrets).
+                LogTaskThrew(id, dispatch.Task, ex.GetType().Name, masker.Apply(ex.Message));
                 outcome = TaskOutcome.Failed($"task error: {ex.GetType().Name}: {ex.Message}");
             }
 
@@ -277,11 +308,13 @@ public sealed partial class TaskRuntime : IHostedService, IAsyncDisposable
         return finished;
     }
 
-    static TaskFinished Masked(TaskFinished finished, SecretMasker masker)
+    /// <summary>Masks secrets, then clips what a task returned to <see cref="ResultLimits"/>, so a TaskFinished always
+    /// fits one message (an oversized one would never be accepted and would block the outbox behind it).</summary>
+    static TaskFinished MaskedAndBounded(TaskFinished finished, SecretMasker masker)
     {
-        finished.Summary = masker.Apply(finished.Summary);
-        finished.Error = masker.Apply(finished.Error);
-        finished.ResultJson = masker.Apply(finished.ResultJson);
+        finished.Summary = ResultLimits.Clip(masker.Apply(finished.Summary), ResultLimits.MaxSummaryBytes);
+        finished.Error = ResultLimits.Clip(masker.Apply(finished.Error), ResultLimits.MaxErrorBytes);
+        finished.ResultJson = ResultLimits.BoundJson(masker.Apply(finished.ResultJson));
         return finished;
     }
 
@@ -361,8 +394,11 @@ public sealed partial class TaskRuntime : IHostedService, IAsyncDisposable
     [LoggerMessage(Level = LogLevel.Warning, Message = "Invocation {InvocationId} was running when the agent stopped; reported as interrupted, not re-run")]
     partial void LogInterrupted(string invocationId);
 
-    [LoggerMessage(Level = LogLevel.Error, Message = "Invocation {InvocationId}: task {Task} threw")]
-    partial void LogTaskThrew(Exception exception, string invocationId, string task);
+    [LoggerMessage(Level = LogLevel.Error, Message = "Invocation {InvocationId}: task {Task} threw {ExceptionType}: {Message}")]
+    partial void LogTaskThrew(string invocationId, string task, string exceptionType, string message);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Cancel of invocation {InvocationId} arrived before its dispatch: it will not run ({Reason})")]
+    partial void LogCancelledBeforeDispatch(string invocationId, string reason);
 
     [LoggerMessage(Level = LogLevel.Error, Message = "Invocation {InvocationId} ({Task}): the runtime failed to record its result")]
     partial void LogRuntimeError(Exception exception, string invocationId, string task);

@@ -29,6 +29,7 @@ public sealed partial class CoordinatorConnection(
 {
     readonly Backoff backoff = new(options.ReconnectInitialDelay, options.ReconnectMaxDelay);
     string? lastProblem;
+    long oversizedRecords;
 
     public ConnectionState State { get; private set; } = ConnectionState.Starting;
 
@@ -176,6 +177,21 @@ public sealed partial class CoordinatorConnection(
     {
         while (true)
         {
+            var message = await NextBatchMessageAsync(cancellationToken);
+            await WriteAsync(requests, writeLock, message, cancellationToken);
+        }
+    }
+
+    /// <summary>Outbox records rejected locally because their message would exceed <see cref="AgentOptions.MaxMessageBytes"/>.</summary>
+    public long OversizedRecords => Interlocked.Read(ref oversizedRecords);
+
+    /// <summary>The next outbox record as a message to send. A record that cannot be sent (unreadable, or larger than
+    /// <see cref="AgentOptions.MaxMessageBytes"/>) is rejected in the outbox and skipped: resending it after every
+    /// reconnect would hold back every record behind it forever.</summary>
+    internal async ValueTask<AgentMessage> NextBatchMessageAsync(CancellationToken cancellationToken)
+    {
+        while (true)
+        {
             var record = await outbox.ReadNextAsync(cancellationToken);
             Batch batch;
             try { batch = Batch.Parser.ParseFrom(record.Payload.Span); }
@@ -186,7 +202,16 @@ public sealed partial class CoordinatorConnection(
                 continue;
             }
             batch.Key = new BatchKey { Epoch = record.Key.Epoch, Counter = record.Key.Counter };
-            await WriteAsync(requests, writeLock, new AgentMessage { Batch = batch }, cancellationToken);
+            var message = new AgentMessage { Batch = batch };
+            var size = message.CalculateSize();
+            if (size > options.MaxMessageBytes)
+            {
+                Interlocked.Increment(ref oversizedRecords);
+                LogOversized(record.Key.Epoch, record.Key.Counter, batch.PayloadCase.ToString(), size, options.MaxMessageBytes);
+                outbox.Reject(record.Key, $"message of {size} bytes exceeds the {options.MaxMessageBytes}-byte limit");
+                continue;
+            }
+            return message;
         }
     }
 
@@ -264,6 +289,9 @@ public sealed partial class CoordinatorConnection(
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "The coordinator rejected batch {Epoch}/{Counter}: {Reason}")]
     partial void LogRejected(ulong epoch, ulong counter, string reason);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Outbox record {Epoch}/{Counter} ({Payload}) not sent: its message of {Bytes} bytes exceeds the {MaxBytes}-byte limit; dropped")]
+    partial void LogOversized(ulong epoch, ulong counter, string payload, int bytes, int maxBytes);
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Dispatch of invocation {InvocationId} ignored: this agent runs no tasks")]
     partial void LogNoTaskRuntime(string invocationId);

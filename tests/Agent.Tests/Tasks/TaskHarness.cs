@@ -8,6 +8,7 @@ using Fleet.Agent.Tasks;
 using Fleet.Agent.Tests.Commands;
 using Fleet.Protocol.V1;
 using Fleet.Testing;
+using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
 
 namespace Fleet.Agent.Tests.Tasks;
@@ -20,7 +21,7 @@ internal sealed class TaskHarness : IAsyncDisposable
     readonly Task reader;
     readonly ConcurrentQueue<TaskUpdate> updates = new();
 
-    TaskHarness(string stateDirectory, StandIns standIns, LocalPolicy policy, TaskRegistry registry, int maxConcurrent, IReadOnlyList<ProbeSettings> probes)
+    TaskHarness(string stateDirectory, StandIns standIns, LocalPolicy policy, TaskRegistry registry, int maxConcurrent, IReadOnlyList<ProbeSettings> probes, ILogger<TaskRuntime>? logger)
     {
         StateDirectory = stateDirectory;
         StandIns = standIns;
@@ -36,7 +37,7 @@ internal sealed class TaskHarness : IAsyncDisposable
         Journal = InvocationJournal.Open(stateDirectory, TimeProvider.System, NullLogger<InvocationJournal>.Instance);
         Runtime = new TaskRuntime(options, registry, policy, Journal,
             new TaskUpdatePublisher(Outbox, TimeProvider.System, NullLogger<TaskUpdatePublisher>.Instance),
-            StandIns.Runner(), TimeProvider.System, NullLogger<TaskRuntime>.Instance);
+            StandIns.Runner(), TimeProvider.System, logger ?? NullLogger<TaskRuntime>.Instance);
         reader = ReadAsync();
     }
 
@@ -47,12 +48,12 @@ internal sealed class TaskHarness : IAsyncDisposable
     public TaskRuntime Runtime { get; }
 
     public static TaskHarness Create(StandIns standIns, string policyJson, string? stateDirectory = null, IEnumerable<IAgentTask>? tasks = null,
-        int maxConcurrent = 2, IReadOnlyList<ProbeSettings>? probes = null)
+        int maxConcurrent = 2, IReadOnlyList<ProbeSettings>? probes = null, ILogger<TaskRuntime>? logger = null)
     {
         var registry = tasks is null ? TaskRegistry.Default : new TaskRegistry(tasks);
         var policy = LocalPolicy.Parse(policyJson, "test-policy.json", registry.Names);
         return new TaskHarness(stateDirectory ?? Directory.CreateDirectory(standIns.File("state-" + Guid.NewGuid().ToString("N"))).FullName,
-            standIns, policy, registry, maxConcurrent, probes ?? []);
+            standIns, policy, registry, maxConcurrent, probes ?? [], logger);
     }
 
     async Task ReadAsync()
@@ -72,12 +73,13 @@ internal sealed class TaskHarness : IAsyncDisposable
 
     public IReadOnlyList<TaskUpdate> Updates(string invocationId) => [.. updates.Where(u => u.InvocationId == invocationId)];
 
-    public async Task DispatchAsync(string id, string task, IReadOnlyDictionary<string, string>? parameters = null, bool dryRun = false, TimeSpan? timeout = null)
+    public async Task DispatchAsync(string id, string task, IReadOnlyDictionary<string, string>? parameters = null, bool dryRun = false, TimeSpan? timeout = null,
+        CancellationToken cancellationToken = default)
     {
         var dispatch = new Dispatch { InvocationId = id, RunId = "run-1", Task = task, DryRun = dryRun };
         if (parameters is not null) foreach (var (k, v) in parameters) dispatch.Parameters[k] = v;
         if (timeout is { } t) dispatch.ExecutionTimeout = Google.Protobuf.WellKnownTypes.Duration.FromTimeSpan(t);
-        await Runtime.DispatchAsync(dispatch, CancellationToken.None).DefaultTimeout();
+        await Runtime.DispatchAsync(dispatch, cancellationToken).DefaultTimeout();
     }
 
     /// <summary>Waits for the <paramref name="count"/>-th TaskFinished of the invocation and returns it.</summary>
@@ -182,4 +184,14 @@ internal sealed class LeakyTask : IAgentTask
         await context.Output.WriteLineAsync("Authorization: Bearer eyJhbGciOi.payload.sig", cancellationToken);
         return TaskOutcome.Failed("login failed for " + secret);
     }
+}
+
+/// <summary>A test task that returns (or throws) whatever it is given, to exercise the runtime's bounds and logging.</summary>
+internal sealed class ScriptedTask(string name, Func<TaskContext, TaskOutcome> run) : IAgentTask
+{
+    public TaskDescriptor Descriptor { get; } = TaskSchema.Describe(name, "test", false, TimeSpan.FromMinutes(1), TimeSpan.FromMinutes(1),
+        TaskSchema.Parameter("password", Fleet.Protocol.V1.ParameterSchema.Types.Type.String, "secret", secret: true),
+        TaskSchema.Parameter("count", Fleet.Protocol.V1.ParameterSchema.Types.Type.Int, "a number the task needs as int32"));
+
+    public Task<TaskOutcome> ExecuteAsync(TaskContext context, CancellationToken cancellationToken) => Task.FromResult(run(context));
 }

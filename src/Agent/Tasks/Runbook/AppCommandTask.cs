@@ -16,7 +16,7 @@ public sealed class AppCommandTask : IAgentTask
     public TaskDescriptor Descriptor { get; } = TaskSchema.Describe(
         "app.command", "Run an application command declared by name in the host's local policy (e.g. cache-clear).", true,
         TimeSpan.FromMinutes(5), TimeSpan.FromHours(2),
-        TaskSchema.Parameter("command", ParamType.String, "The command's name in the local policy.", required: true, pattern: "^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$"),
+        TaskSchema.Parameter("command", ParamType.String, "The command's name in the local policy.", required: true, pattern: @"\A[A-Za-z0-9][A-Za-z0-9._:-]{0,127}\z"),
         TaskSchema.Parameter("token", ParamType.String, "A secret handed to the command as the environment variable FLEET_TOKEN.", secret: true));
 
     public async Task<TaskOutcome> ExecuteAsync(TaskContext context, CancellationToken cancellationToken)

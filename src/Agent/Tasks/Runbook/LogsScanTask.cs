@@ -16,11 +16,15 @@ public sealed class LogsScanTask : IAgentTask
     public const long MaxScanBytes = 64L * 1024 * 1024;
     const int MaxMatchesShown = 200;
 
+    /// <summary>Bytes of matched lines in result_json (each line clipped to <see cref="ResultLimits.MaxLineBytes"/>);
+    /// the newest lines are kept, so the result stays under <see cref="ResultLimits.MaxResultJsonBytes"/>.</summary>
+    const int MaxMatchBytesInResult = 192 * 1024;
+
     public TaskDescriptor Descriptor { get; } = TaskSchema.Describe(
         "logs.scan", "Show the last lines of a log file and the lines matching a pattern, with counts.", false,
         TimeSpan.FromMinutes(1), TimeSpan.FromMinutes(10),
         TaskSchema.Parameter("path", ParamType.Path, "The log file (must be allowed by the local policy).", required: true),
-        TaskSchema.Parameter("lines", ParamType.Int, "How many of the last lines to show.", defaultValue: "100", pattern: "^[0-9]{1,5}$"),
+        TaskSchema.Parameter("lines", ParamType.Int, "How many of the last lines to show.", defaultValue: "100", pattern: @"\A[0-9]{1,5}\z"),
         TaskSchema.Parameter("pattern", ParamType.String, "Regular expression of the lines to count and show.", defaultValue: "ERROR"),
         TaskSchema.Parameter("since", ParamType.Duration, "Only count matches with a timestamp within this long (e.g. 1h)."));
 
@@ -62,7 +66,7 @@ public sealed class LogsScanTask : IAgentTask
                 if (cutoff is { } c && LeadingTimestamp(line) is { } at && at < c) continue;
                 matched++;
                 if (matches.Count == MaxMatchesShown) matches.Dequeue();
-                matches.Enqueue(line);
+                matches.Enqueue(ResultLimits.Clip(line, ResultLimits.MaxLineBytes));
             }
         }
 
@@ -78,12 +82,29 @@ public sealed class LogsScanTask : IAgentTask
             w.WriteString("pattern", patternText);
             w.WriteNumber("scanned", scanned);
             w.WriteNumber("matched", matched);
+            var inResult = NewestWithin(matches, MaxMatchBytesInResult);
+            w.WriteNumber("matchesInResult", inResult.Count);
             w.WriteStartArray("matches");
-            foreach (var m in matches) w.WriteStringValue(m);
+            foreach (var m in inResult) w.WriteStringValue(m);
             w.WriteEndArray();
             w.WriteEndObject();
         });
         return TaskOutcome.Succeeded($"{matched} lines matching /{patternText}/ in {path}", figures, json);
+    }
+
+    /// <summary>The newest lines whose UTF-8 size adds up to at most <paramref name="maxBytes"/>, oldest first.</summary>
+    static List<string> NewestWithin(IEnumerable<string> lines, int maxBytes)
+    {
+        var kept = new List<string>();
+        var total = 0;
+        foreach (var line in lines.Reverse())
+        {
+            total += Encoding.UTF8.GetByteCount(line);
+            if (total > maxBytes) break;
+            kept.Add(line);
+        }
+        kept.Reverse();
+        return kept;
     }
 
     static readonly string[] SyslogFormats = ["MMM d HH:mm:ss", "MMM  d HH:mm:ss", "MMM dd HH:mm:ss"];
