@@ -48,7 +48,7 @@ static class InvocationUpdates
         var dispatch = new Dispatch { InvocationId = invocationId, RunId = run.Id, Task = run.Task, DryRun = run.DryRun };
         dispatch.Parameters.Add(Parameters(run));
         if (RunSpec.TryDuration(run.ExecutionTimeout, out var timeout) && timeout > TimeSpan.Zero)
-            dispatch.ExecutionTimeout = Duration.FromTimeSpan(timeout);
+            dispatch.ExecutionTimeout = Duration.FromTimeSpan(timeout < RunSpec.MaxExecutionTimeout ? timeout : RunSpec.MaxExecutionTimeout);
         return dispatch;
     }
 

@@ -43,6 +43,22 @@ static class RunBulk
             ],
             "", "", cancellationToken);
 
+    /// <summary>PostgreSQL: runs <paramref name="sql"/> (array parameters, "RETURNING id") on the context's connection and transaction.</summary>
+    public static async Task<List<string>> QueryIdsAsync(FleetDbContext db, string sql, (string Name, Array Values)[] parameters, CancellationToken cancellationToken)
+    {
+        var connection = db.Database.GetDbConnection();
+        if (connection.State != System.Data.ConnectionState.Open) await db.Database.OpenConnectionAsync(cancellationToken);
+        await using var command = connection.CreateCommand();
+        command.Transaction = db.Database.CurrentTransaction?.GetDbTransaction();
+        command.CommandText = sql;
+        foreach (var (name, values) in parameters)
+            command.Parameters.Add(new NpgsqlParameter(name, values));
+        var ids = new List<string>();
+        await using var reader = await command.ExecuteReaderAsync(cancellationToken);
+        while (await reader.ReadAsync(cancellationToken)) ids.Add(reader.GetString(0));
+        return ids;
+    }
+
     static async Task InsertAsync(FleetDbContext db, string table, (string Name, Array Values)[] columns, string constantColumns, string constants, CancellationToken cancellationToken)
     {
         var count = columns[0].Values.Length;

@@ -96,9 +96,8 @@ public sealed partial class RunCreator(
         var total = plan.Hosts.Count;
         var maxConcurrency = RunSpec.Limit(request.MaxConcurrency, "max_concurrency", total, roundUp: true, minimum: 1);
         var maxErrors = RunSpec.Limit(request.MaxErrors, "max_errors", total, roundUp: false, minimum: 0);
-        var delivery = RunSpec.Duration(request.DeliveryTimeout, "delivery_timeout") ?? options.Value.DefaultDeliveryTimeout;
-        var execution = RunSpec.Duration(request.ExecutionTimeout, "execution_timeout")
-            ?? (plan.Task.DefaultTimeout is { } d && d.ToTimeSpan() > TimeSpan.Zero ? d.ToTimeSpan() : options.Value.DefaultExecutionTimeout);
+        var delivery = RunSpec.Duration(request.DeliveryTimeout, "delivery_timeout", RunSpec.MaxDeliveryTimeout) ?? options.Value.DefaultDeliveryTimeout;
+        var execution = RunSpec.ExecutionTimeout(request.ExecutionTimeout, plan.Task, options.Value.DefaultExecutionTimeout) ?? options.Value.DefaultExecutionTimeout;
 
         var now = InvocationUpdates.Now(time);
         var run = new RunRecord
@@ -114,7 +113,7 @@ public sealed partial class RunCreator(
             MaxErrors = request.MaxErrors.Trim(),
             MaxErrorsLimit = maxErrors,
             Canary = (int)request.Canary,
-            DeliveryTimeout = string.IsNullOrWhiteSpace(request.DeliveryTimeout) ? Format(delivery) : request.DeliveryTimeout.Trim(),
+            DeliveryTimeout = string.IsNullOrWhiteSpace(request.DeliveryTimeout) ? RunSpec.Format(delivery) : request.DeliveryTimeout.Trim(),
             DeliveryTimeoutMs = (long)delivery.TotalMilliseconds,
             ExecutionTimeout = request.ExecutionTimeout.Trim(),
             ExecutionTimeoutMs = (long)execution.TotalMilliseconds,
@@ -163,11 +162,6 @@ public sealed partial class RunCreator(
         messenger.Wake();
         return run;
     }
-
-    static string Format(TimeSpan value) =>
-        value.TotalHours >= 1 && value.TotalHours % 1 == 0 ? $"{value.TotalHours:0}h"
-        : value.TotalMinutes >= 1 && value.TotalMinutes % 1 == 0 ? $"{value.TotalMinutes:0}m"
-        : $"{value.TotalSeconds:0}s";
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Run {RunId} created: task {Task} on {Hosts} hosts by {Actor}")]
     partial void LogCreated(string runId, string task, int hosts, string actor);

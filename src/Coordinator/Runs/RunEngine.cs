@@ -31,6 +31,11 @@ public sealed partial class RunEngine(
     static readonly TimeSpan LeaderRetry = TimeSpan.FromSeconds(2);
     static readonly InvocationState[] Waiting = [InvocationState.Pending, InvocationState.Delayed];
     static readonly InvocationState[] InFlight = [InvocationState.Dispatched, InvocationState.Running];
+    /// <summary>At most this many Dispatch and CancelInvocation messages are re-sent per tick.</summary>
+    const int MaxResendPerTick = 1000;
+    /// <summary>When this engine last re-sent a Dispatch or a cancel for an invocation (entries older than the interval are dropped).</summary>
+    readonly Dictionary<string, DateTime> lastResent = new(StringComparer.Ordinal);
+    int resendBudget;
 
     public bool IsLeader { get; private set; }
 
@@ -94,9 +99,38 @@ public sealed partial class RunEngine(
         List<RunRecord> runs;
         await using (var db = dbFactory.CreateDbContext())
             runs = await db.Runs.AsNoTracking().Where(r => r.Status == RunStatus.InProgress).OrderBy(r => r.Id).ToListAsync(cancellationToken);
+        var now = InvocationUpdates.Now(time);
+        var keep = Max(options.Value.DispatchResendAfter, options.Value.CancelResendInterval);
+        foreach (var stale in lastResent.Where(e => now - e.Value > keep).Select(e => e.Key).ToList())
+            lastResent.Remove(stale);
+        resendBudget = MaxResendPerTick;
         foreach (var run in runs)
-            await DriveAsync(run, cancellationToken);
-        await output.FinalizeAsync(cancellationToken);
+        {
+            // One bad run (a row no code path expected) must not stop the others, the engine or the host.
+            try { await DriveAsync(run, cancellationToken); }
+            catch (Exception ex) when (ex is not OperationCanceledException || !cancellationToken.IsCancellationRequested)
+            {
+                LogRunFailed(run.Id, ex);
+            }
+        }
+        try { await output.FinalizeAsync(cancellationToken); }
+        catch (Exception ex) when (ex is not OperationCanceledException || !cancellationToken.IsCancellationRequested)
+        {
+            LogFinalizeFailed(ex);
+        }
+    }
+
+    static TimeSpan Max(TimeSpan a, TimeSpan b) => a > b ? a : b;
+
+    /// <summary>
+    /// <paramref name="now"/> minus a timeout and an extra span, clamped to the earliest DateTime: a stored timeout of any
+    /// size (even one written before the caps existed) gives a cutoff instead of an exception.
+    /// </summary>
+    internal static DateTime Before(DateTime now, long timeoutMs, TimeSpan extra)
+    {
+        var ms = Math.Clamp(timeoutMs, 0, now.Ticks / TimeSpan.TicksPerMillisecond);
+        var ticks = now.Ticks - ms * TimeSpan.TicksPerMillisecond - Math.Max(0, Math.Min(extra.Ticks, now.Ticks));
+        return new DateTime(Math.Max(0, ticks), DateTimeKind.Utc);
     }
 
     async Task DriveAsync(RunRecord run, CancellationToken cancellationToken)
@@ -107,7 +141,7 @@ public sealed partial class RunEngine(
 
         // Past the delivery timeout and offline now: DeliveryTimedOut. An online host still queued behind
         // max_concurrency or the canaries keeps its place.
-        var deliveryDeadline = now - TimeSpan.FromMilliseconds(run.DeliveryTimeoutMs);
+        var deliveryDeadline = Before(now, run.DeliveryTimeoutMs, TimeSpan.Zero);
         var overdue = await db.Invocations.AsNoTracking()
             .Where(i => i.RunId == runId && Waiting.Contains(i.State) && i.CreatedAt < deliveryDeadline)
             .Select(i => new { i.Id, i.AgentId }).ToListAsync(cancellationToken);
@@ -118,9 +152,10 @@ public sealed partial class RunEngine(
                 InvocationState.DeliveryTimedOut, $"host offline past the delivery timeout ({run.DeliveryTimeout})", now, cancellationToken);
             if (timedOut.Count > 0) LogDeliveryTimedOut(runId, timedOut.Count);
         }
-        var executionDeadline = now - TimeSpan.FromMilliseconds(run.ExecutionTimeoutMs) - options.Value.ExecutionTimeoutGrace;
+        var executionDeadline = Before(now, run.ExecutionTimeoutMs, options.Value.ExecutionTimeoutGrace);
         await InvocationUpdates.MoveAsync(db, i => i.RunId == runId && i.DispatchedAt < executionDeadline, InFlight,
             InvocationState.TimedOut, "no result from the agent within the execution timeout and grace", now, cancellationToken);
+        await ResendAsync(db, run, now, cancellationToken);
 
         var counts = await CountsAsync(db, runId, cancellationToken);
         var errors = counts.Where(c => InvocationStates.Errors.Contains(c.State)).Sum(c => c.Count);
@@ -163,6 +198,43 @@ public sealed partial class RunEngine(
         var messages = moved.Select(id => (chosen[id], new CoordinatorMessage { Dispatch = InvocationUpdates.Dispatch(run, id) })).ToList();
         var sent = await messenger.SendAsync(messages, online, cancellationToken);
         LogDispatched(run.Id, moved.Count, sent);
+    }
+
+    /// <summary>
+    /// Messages that may have been lost while the agent stayed connected (presence read before the commit, Redis
+    /// pub/sub at most once, a local send that timed out): a Dispatch not started after <see cref="RunsOptions.DispatchResendAfter"/>,
+    /// and a CancelInvocation every <see cref="RunsOptions.CancelResendInterval"/> until the agent reports. Only to agents
+    /// online now; the agent's journal makes a duplicate harmless. Bounded per tick.
+    /// </summary>
+    async Task ResendAsync(FleetDbContext db, RunRecord run, DateTime now, CancellationToken cancellationToken)
+    {
+        if (resendBudget <= 0) return;
+        var runId = run.Id;
+        var dispatchBefore = now - options.Value.DispatchResendAfter;
+        var cancelBefore = now - options.Value.CancelResendInterval;
+        var candidates = await db.Invocations.AsNoTracking()
+            .Where(i => i.RunId == runId && InFlight.Contains(i.State) && !i.ResultReported
+                && (i.CancelRequestedAt != null ? i.CancelRequestedAt < cancelBefore : i.State == InvocationState.Dispatched && i.StartedAt == null && i.DispatchedAt < dispatchBefore))
+            .OrderBy(i => i.Ordinal)
+            .Select(i => new { i.Id, i.AgentId, Cancel = i.CancelRequestedAt != null })
+            .Take(resendBudget * 2)
+            .ToListAsync(cancellationToken);
+        var due = candidates.Where(c => !lastResent.TryGetValue(c.Id, out var at) || at < (c.Cancel ? cancelBefore : dispatchBefore)).Take(resendBudget).ToList();
+        if (due.Count == 0) return;
+        var online = await presence.GetAsync(due.Select(c => c.AgentId).Distinct().ToList(), cancellationToken);
+        due = due.Where(c => online.ContainsKey(c.AgentId)).ToList();
+        if (due.Count == 0) return;
+        resendBudget -= due.Count;
+        var dispatchIds = due.Where(c => !c.Cancel).Select(c => c.Id).ToList();
+        if (dispatchIds.Count > 0)
+            await db.Invocations.Where(i => dispatchIds.Contains(i.Id)).ExecuteUpdateAsync(s => s.SetProperty(i => i.DispatchAttempts, i => i.DispatchAttempts + 1), cancellationToken);
+        var reason = RunRedelivery.CancelReason(run);
+        var messages = due.Select(c => (c.AgentId, c.Cancel
+            ? new CoordinatorMessage { Cancel = new CancelInvocation { InvocationId = c.Id, Reason = reason } }
+            : new CoordinatorMessage { Dispatch = InvocationUpdates.Dispatch(run, c.Id) })).ToList();
+        foreach (var c in due) lastResent[c.Id] = now;
+        var sent = await messenger.SendAsync(messages, online, cancellationToken);
+        LogResent(run.Id, dispatchIds.Count, due.Count - dispatchIds.Count, sent);
     }
 
     async Task SkipWaitingAsync(FleetDbContext db, RunRecord run, System.Linq.Expressions.Expression<Func<InvocationRecord, bool>> where, string reason, DateTime now, CancellationToken cancellationToken)
@@ -210,6 +282,15 @@ public sealed partial class RunEngine(
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Run engine failed or lost leadership; retrying")]
     partial void LogEngineFailed(Exception exception);
+
+    [LoggerMessage(Level = LogLevel.Error, Message = "Run {RunId}: driving it failed; the other runs carry on and this one is tried again next tick")]
+    partial void LogRunFailed(string runId, Exception exception);
+
+    [LoggerMessage(Level = LogLevel.Error, Message = "Run output finalizer failed; tried again next tick")]
+    partial void LogFinalizeFailed(Exception exception);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Run {RunId}: re-sent {Dispatches} dispatches not started and {Cancels} cancels not answered ({Sent} handed to a stream)")]
+    partial void LogResent(string runId, int dispatches, int cancels, int sent);
 
     [LoggerMessage(Level = LogLevel.Debug, Message = "Run {RunId}: dispatched {Count} invocations ({Sent} handed to a stream)")]
     partial void LogDispatched(string runId, int count, int sent);

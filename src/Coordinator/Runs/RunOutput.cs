@@ -20,6 +20,15 @@ public sealed partial class RunOutput(IDbContextFactory<FleetDbContext> dbFactor
     public async Task FinalizeAsync(CancellationToken cancellationToken)
     {
         await using var db = dbFactory.CreateDbContext();
+        // No output: nothing to assemble and no blob. All of them in one statement (stray chunks of such an invocation go too).
+        await using (var tx = await db.Database.BeginTransactionAsync(cancellationToken))
+        {
+            var empty = db.Invocations.Where(i => i.ResultReported && !i.OutputFinalized && i.OutputBytes == 0);
+            await db.InvocationOutput.Where(c => empty.Any(i => i.Id == c.InvocationId)).ExecuteDeleteAsync(cancellationToken);
+            var finalized = await empty.ExecuteUpdateAsync(s => s.SetProperty(i => i.OutputFinalized, true), cancellationToken);
+            await tx.CommitAsync(cancellationToken);
+            if (finalized > 0) LogFinalizedEmpty(finalized);
+        }
         var ready = await db.Invocations.AsNoTracking()
             .Where(i => i.ResultReported && !i.OutputFinalized)
             .Select(i => new { i.Id, i.OutputBytes, Held = db.InvocationOutput.Where(c => c.InvocationId == i.Id).Sum(c => (long?)c.Data.Length) ?? 0 })
@@ -124,6 +133,9 @@ public sealed partial class RunOutput(IDbContextFactory<FleetDbContext> dbFactor
         await foreach (var piece in ReadChunksAsync(db, invocation.Id, cancellationToken))
             yield return piece;
     }
+
+    [LoggerMessage(Level = LogLevel.Debug, Message = "Outputs of {Count} invocations without output finalized")]
+    partial void LogFinalizedEmpty(int count);
 
     [LoggerMessage(Level = LogLevel.Debug, Message = "Output of invocation {InvocationId} finalized ({Bytes} bytes)")]
     partial void LogFinalized(string invocationId, long bytes);

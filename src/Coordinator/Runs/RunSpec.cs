@@ -8,32 +8,83 @@ namespace Fleet.Coordinator.Runs;
 /// <summary>Parsing of the run request's text fields: durations ("30s", "10m", "1h30m"), limits ("10", "10%"), tag selectors.</summary>
 static partial class RunSpec
 {
-    public static TimeSpan? Duration(string text, string field)
+    /// <summary>The longest delivery timeout a run may ask for.</summary>
+    public static readonly TimeSpan MaxDeliveryTimeout = TimeSpan.FromDays(30);
+
+    /// <summary>The longest execution timeout a run may ask for (a task's max_timeout, when it names one, is the cap instead).</summary>
+    public static readonly TimeSpan MaxExecutionTimeout = TimeSpan.FromDays(7);
+
+    /// <summary>A positive duration no longer than <paramref name="max"/>; null when empty.</summary>
+    public static TimeSpan? Duration(string text, string field, TimeSpan max)
     {
         if (string.IsNullOrWhiteSpace(text)) return null;
-        if (TryDuration(text, out var value) && value > TimeSpan.Zero) return value;
-        throw ApiArguments.Invalid($"{field}: '{text}' is not a positive duration such as 30s, 10m or 2h");
+        if (!TryDuration(text, out var value) || value <= TimeSpan.Zero)
+            throw ApiArguments.Invalid($"{field}: '{Shown(text)}' is not a positive duration such as 30s, 10m or 2h");
+        if (value > max)
+            throw ApiArguments.Invalid($"{field}: '{Shown(text)}' is more than the maximum of {Format(max)}");
+        return value;
     }
 
+    /// <summary>
+    /// The run's execution timeout: the requested one (at most the task's max_timeout, else <see cref="MaxExecutionTimeout"/>),
+    /// else the task's default clamped to that cap, else <paramref name="fallback"/>.
+    /// </summary>
+    public static TimeSpan? ExecutionTimeout(string text, TaskDescriptor task, TimeSpan? fallback = null)
+    {
+        var max = Clamp(task.MaxTimeout, MaxExecutionTimeout) is { } taskMax && taskMax > TimeSpan.Zero ? taskMax : MaxExecutionTimeout;
+        return Duration(text, "execution_timeout", max)
+            ?? (Clamp(task.DefaultTimeout, max) is { } d && d > TimeSpan.Zero ? d : fallback is { } f ? (f < max ? f : max) : null);
+    }
+
+    /// <summary>A catalog duration as a TimeSpan no longer than <paramref name="max"/> (an agent may report anything).</summary>
+    static TimeSpan? Clamp(Google.Protobuf.WellKnownTypes.Duration? value, TimeSpan max)
+    {
+        if (value is null) return null;
+        if (value.Seconds < 0 || value.Nanos < 0) return TimeSpan.Zero;
+        return value.Seconds >= (long)max.TotalSeconds ? max : TimeSpan.FromSeconds(value.Seconds) + TimeSpan.FromTicks(value.Nanos / 100);
+    }
+
+    /// <summary>Parses "30s", "10m", "1h30m", "2d"; false for anything else, including a total no TimeSpan holds.</summary>
     public static bool TryDuration(string text, out TimeSpan value)
     {
         value = TimeSpan.Zero;
         var matches = DurationPart().Matches(text.Trim());
         if (matches.Count == 0 || matches.Sum(m => m.Length) != text.Trim().Length) return false;
-        foreach (Match m in matches)
+        long totalMs = 0;
+        try
         {
-            if (!long.TryParse(m.Groups[1].Value, NumberStyles.None, CultureInfo.InvariantCulture, out var n) || n > 1_000_000) return false;
-            value += m.Groups[2].Value switch
+            foreach (Match m in matches)
             {
-                "ms" => TimeSpan.FromMilliseconds(n),
-                "s" => TimeSpan.FromSeconds(n),
-                "m" => TimeSpan.FromMinutes(n),
-                "h" => TimeSpan.FromHours(n),
-                _ => TimeSpan.FromDays(n),
-            };
+                if (!long.TryParse(m.Groups[1].Value, NumberStyles.None, CultureInfo.InvariantCulture, out var n) || n > 1_000_000) return false;
+                var unitMs = m.Groups[2].Value switch
+                {
+                    "ms" => 1L,
+                    "s" => 1_000L,
+                    "m" => 60_000L,
+                    "h" => 3_600_000L,
+                    _ => 86_400_000L,
+                };
+                totalMs = checked(totalMs + checked(n * unitMs));
+            }
+            if (totalMs > (long)TimeSpan.MaxValue.TotalMilliseconds) return false;
         }
+        catch (OverflowException)
+        {
+            return false;
+        }
+        value = TimeSpan.FromMilliseconds(totalMs);
         return true;
     }
+
+    /// <summary>"30d", "7d", "5m": the largest whole unit.</summary>
+    public static string Format(TimeSpan value) =>
+        value.TotalDays >= 1 && value.TotalDays % 1 == 0 ? $"{value.TotalDays:0}d"
+        : value.TotalHours >= 1 && value.TotalHours % 1 == 0 ? $"{value.TotalHours:0}h"
+        : value.TotalMinutes >= 1 && value.TotalMinutes % 1 == 0 ? $"{value.TotalMinutes:0}m"
+        : value.TotalSeconds >= 1 && value.TotalSeconds % 1 == 0 ? $"{value.TotalSeconds:0}s"
+        : $"{value.TotalMilliseconds:0}ms";
+
+    static string Shown(string text) => text.Length <= 40 ? text.Trim() : text.Trim()[..40] + "...";
 
     /// <summary>"10" or "10%" of <paramref name="total"/>; null when empty (no limit).</summary>
     public static int? Limit(string text, string field, int total, bool roundUp, int minimum)

@@ -33,7 +33,7 @@ sealed partial class RunsApi(
     public override async Task<Run> CreateRun(CreateRunRequest request, ServerCallContext context)
     {
         var run = await creator.CreateAsync(request, context.Actor(), retryOf: null, context.CancellationToken);
-        return await LoadAsync(run.Id, context.CancellationToken);
+        return await LoadAsync(run.Id, RunView.Counts, context.CancellationToken);
     }
 
     public override async Task<PreviewRunResponse> PreviewRun(CreateRunRequest request, ServerCallContext context)
@@ -81,7 +81,7 @@ sealed partial class RunsApi(
     }
 
     public override Task<Run> GetRun(GetRunRequest request, ServerCallContext context) =>
-        LoadAsync(RequireId(request.Id, "id"), context.CancellationToken);
+        LoadAsync(RequireId(request.Id, "id"), RunView.Full, context.CancellationToken);
 
     public override async Task<Run> CancelRun(CancelRunRequest request, ServerCallContext context)
     {
@@ -98,7 +98,7 @@ sealed partial class RunsApi(
         if (agentId.Length > 0 && !await db.Invocations.AnyAsync(i => i.RunId == id && i.AgentId == agentId, context.CancellationToken))
             throw new RpcException(new Status(StatusCode.NotFound, $"agent_id: run '{id}' has no invocation on '{agentId}'"));
         if (run.Status != RunStatus.InProgress)
-            return await LoadAsync(id, context.CancellationToken);
+            return await LoadAsync(id, RunView.Full, context.CancellationToken);
 
         await using var tx = await db.Database.BeginTransactionAsync(context.CancellationToken);
         if (agentId.Length == 0)
@@ -129,8 +129,12 @@ sealed partial class RunsApi(
         }
         LogCancelled(id, agentId, actor.ToString(), inFlight.Count);
         messenger.Wake();
-        return await LoadAsync(id, context.CancellationToken);
+        return await LoadAsync(id, RunView.Full, context.CancellationToken);
     }
+
+    /// <summary>What retry --failed takes again: every final state but Succeeded.</summary>
+    static readonly InvocationState[] Retryable =
+        [InvocationState.Failed, InvocationState.TimedOut, InvocationState.DeliveryTimedOut, InvocationState.Cancelled, InvocationState.Skipped];
 
     public override async Task<Run> RetryRun(RetryRunRequest request, ServerCallContext context)
     {
@@ -138,8 +142,11 @@ sealed partial class RunsApi(
         await using var db = dbFactory.CreateDbContext();
         var original = await db.Runs.AsNoTracking().SingleOrDefaultAsync(r => r.Id == id, context.CancellationToken)
             ?? throw new RpcException(new Status(StatusCode.NotFound, $"run '{id}' not found"));
+        // Retrying a live run would run its in-flight invocations a second time.
+        if (original.Status == RunStatus.InProgress)
+            throw new RpcException(new Status(StatusCode.FailedPrecondition, $"run '{id}' is {StatusName(original.Status)}: retry it once it has finished (or cancel it first)"));
         var hosts = await db.Invocations.AsNoTracking()
-            .Where(i => i.RunId == id && (!request.FailedOnly || i.State != InvocationState.Succeeded))
+            .Where(i => i.RunId == id && (!request.FailedOnly || Retryable.Contains(i.State)))
             .OrderBy(i => i.Ordinal).Select(i => i.AgentId).ToListAsync(context.CancellationToken);
         if (hosts.Count == 0)
             throw ApiArguments.Invalid($"failed_only: every invocation of run '{id}' succeeded; nothing to retry");
@@ -158,7 +165,7 @@ sealed partial class RunsApi(
         retry.Parameters.Add(InvocationUpdates.Parameters(original));
         retry.Hosts.AddRange(hosts);
         var run = await creator.CreateAsync(retry, context.Actor(), retryOf: id, context.CancellationToken);
-        return await LoadAsync(run.Id, context.CancellationToken);
+        return await LoadAsync(run.Id, RunView.Full, context.CancellationToken);
     }
 
     public override async Task WatchRun(GetRunRequest request, IServerStreamWriter<Run> responseStream, ServerCallContext context)
@@ -168,7 +175,7 @@ sealed partial class RunsApi(
         while (true)
         {
             // Polling the database works whichever replica drives the run.
-            var run = await LoadAsync(id, context.CancellationToken);
+            var run = await LoadAsync(id, RunView.States, context.CancellationToken);
             var bytes = run.ToByteString();
             if (last is null || !bytes.Equals(last))
             {
@@ -202,32 +209,75 @@ sealed partial class RunsApi(
     /// <summary>At most this many not-yet-finalized outputs are read from the staged chunks per request.</summary>
     const int MaxStagedOutputs = 50;
 
-    /// <summary>The run with its counts, invocations and their transitions.</summary>
-    async Task<Run> LoadAsync(string id, CancellationToken cancellationToken)
+    /// <summary>GetRun carries the head and tail of at most this many invocations' outputs (failures first, then in host order).</summary>
+    internal const int MaxOutputsPerResponse = 100;
+
+    /// <summary>
+    /// How much of the run a response carries, so a run over thousands of hosts stays far below a client's 4 MB receive
+    /// limit (see decision 0003): CreateRun the counts only; WatchRun each invocation's state, exit code, summary and
+    /// error (no output, figures, result or transitions); GetRun everything, but output head and tail for at most
+    /// <see cref="MaxOutputsPerResponse"/> invocations (the others empty with output_truncated set: download them).
+    /// </summary>
+    enum RunView { Counts, States, Full }
+
+    /// <summary>The run with its counts and, depending on <paramref name="view"/>, its invocations.</summary>
+    async Task<Run> LoadAsync(string id, RunView view, CancellationToken cancellationToken)
     {
         await using var db = dbFactory.CreateDbContext();
+        // One snapshot: the finalizer may move an output from the staged chunks to the row between two reads.
+        await using var snapshot = view == RunView.Full ? await db.Database.BeginTransactionAsync(System.Data.IsolationLevel.RepeatableRead, cancellationToken) : null;
         var run = await db.Runs.AsNoTracking().SingleOrDefaultAsync(r => r.Id == id, cancellationToken)
             ?? throw new RpcException(new Status(StatusCode.NotFound, $"run '{id}' not found"));
-        var invocations = await db.Invocations.AsNoTracking().Where(i => i.RunId == id).OrderBy(i => i.Ordinal).ToListAsync(cancellationToken);
+        if (view == RunView.Counts)
+        {
+            var counts = await db.Invocations.Where(i => i.RunId == id).GroupBy(i => i.State).Select(g => new { g.Key, Count = g.Count() }).ToListAsync(cancellationToken);
+            return ToMessage(run, counts.Select(c => (c.Key, c.Count)));
+        }
+        // Without the output columns: those are read below for the few invocations that carry them.
+        var invocations = await db.Invocations.AsNoTracking().Where(i => i.RunId == id).OrderBy(i => i.Ordinal)
+            .Select(i => new InvocationRecord
+            {
+                Id = i.Id, RunId = i.RunId, AgentId = i.AgentId, Hostname = i.Hostname, Ordinal = i.Ordinal, Canary = i.Canary, State = i.State,
+                CreatedAt = i.CreatedAt, DispatchedAt = i.DispatchedAt, StartedAt = i.StartedAt, FinishedAt = i.FinishedAt, UpdatedAt = i.UpdatedAt,
+                ResultReported = i.ResultReported, ExitCode = i.ExitCode, Summary = i.Summary, Error = i.Error, FailureKind = i.FailureKind,
+                FiguresJson = view == RunView.Full ? i.FiguresJson : "{}", ResultJson = view == RunView.Full ? i.ResultJson : "",
+                OutputBytes = i.OutputBytes, OutputFinalized = i.OutputFinalized,
+            })
+            .ToListAsync(cancellationToken);
+        var message = ToMessage(run, invocations.GroupBy(i => i.State).Select(g => (g.Key, g.Count())));
+        if (view == RunView.States)
+        {
+            message.Invocations.AddRange(invocations.Select(i => ToMessage(i, [], withOutput: false)));
+            return message;
+        }
         var transitions = (await db.InvocationTransitions.AsNoTracking()
                 .Where(t => db.Invocations.Any(i => i.RunId == id && i.Id == t.InvocationId))
                 .OrderBy(t => t.Id).ToListAsync(cancellationToken))
             .ToLookup(t => t.InvocationId);
-        var message = ToMessage(run, invocations.GroupBy(i => i.State).Select(g => (g.Key, g.Count())));
-        message.Invocations.AddRange(invocations.Select(i => ToMessage(i, transitions[i.Id])));
+        message.Invocations.AddRange(invocations.Select(i => ToMessage(i, transitions[i.Id], withOutput: true)));
+        var shown = invocations.Select((record, n) => (record, n))
+            .Where(x => x.record.OutputBytes > 0 || !(x.record.OutputFinalized || x.record.State is InvocationState.Pending or InvocationState.Delayed or InvocationState.Dispatched))
+            .OrderBy(x => x.record.State == InvocationState.Succeeded ? 1 : 0).ThenBy(x => x.n)
+            .Take(MaxOutputsPerResponse).ToList();
+        var finalizedIds = shown.Where(x => x.record.OutputFinalized && x.record.OutputBytes > 0).Select(x => x.record.Id).ToList();
+        var inline = (await db.Invocations.AsNoTracking().Where(i => finalizedIds.Contains(i.Id)).Select(i => new { i.Id, i.OutputHead, i.OutputTail }).ToListAsync(cancellationToken))
+            .ToDictionary(i => i.Id);
         // Output not finalized yet (running, or finished a moment ago): head and tail from the staged chunks.
         var secrets = InvocationUpdates.SecretValues(run);
         var staged = 0;
-        for (var n = 0; n < invocations.Count && staged < MaxStagedOutputs; n++)
+        foreach (var (record, n) in shown)
         {
-            var record = invocations[n];
-            if (record.OutputFinalized || record.State is InvocationState.Pending or InvocationState.Delayed or InvocationState.Dispatched) continue;
-            staged++;
-            var (head, tail) = await output.StagedInlineAsync(db, record, secrets, cancellationToken);
-            var shown = message.Invocations[n];
-            shown.OutputHead = Encoding.UTF8.GetString(head);
-            shown.OutputTail = Encoding.UTF8.GetString(tail);
-            shown.OutputTruncated = record.OutputBytes > head.Length + tail.Length;
+            byte[] head, tail;
+            if (record.OutputFinalized)
+                (head, tail) = inline.TryGetValue(record.Id, out var kept) ? (kept.OutputHead, kept.OutputTail) : ([], []);
+            else if (staged++ < MaxStagedOutputs)
+                (head, tail) = await output.StagedInlineAsync(db, record, secrets, cancellationToken);
+            else
+                continue;
+            var invocation = message.Invocations[n];
+            invocation.OutputHead = Encoding.UTF8.GetString(head);
+            invocation.OutputTail = Encoding.UTF8.GetString(tail);
+            invocation.OutputTruncated = record.OutputBytes > head.Length + tail.Length;
         }
         return message;
     }
@@ -282,7 +332,8 @@ sealed partial class RunsApi(
         return run;
     }
 
-    static Invocation ToMessage(InvocationRecord i, IEnumerable<InvocationTransitionRecord> transitions)
+    /// <summary>An invocation as the API shows it; head and tail are filled in by <see cref="LoadAsync"/> for the few that carry them.</summary>
+    static Invocation ToMessage(InvocationRecord i, IEnumerable<InvocationTransitionRecord> transitions, bool withOutput)
     {
         var invocation = new Invocation
         {
@@ -301,9 +352,7 @@ sealed partial class RunsApi(
             FailureKind = i.FailureKind,
             ResultJson = i.ResultJson,
             OutputBytes = (ulong)i.OutputBytes,
-            OutputHead = Encoding.UTF8.GetString(i.OutputHead),
-            OutputTail = Encoding.UTF8.GetString(i.OutputTail),
-            OutputTruncated = i.OutputBytes > i.OutputHead.Length + i.OutputTail.Length,
+            OutputTruncated = withOutput && i.OutputBytes > 0,
         };
         invocation.Figures.Add(JsonSerializer.Deserialize<Dictionary<string, double>>(i.FiguresJson) ?? []);
         invocation.Transitions.AddRange(transitions.Select(t => new InvocationTransition { State = t.State, Time = Timestamp.FromDateTime(t.Time), Detail = t.Detail }));

@@ -19,6 +19,12 @@ public sealed class RunsOptions : IValidatableObject
     /// <summary>A dispatched invocation without a result this long after its execution timeout is TimedOut (the agent normally reports it).</summary>
     public TimeSpan ExecutionTimeoutGrace { get; set; } = TimeSpan.FromMinutes(5);
 
+    /// <summary>A Dispatch not answered by a Started this long while its agent is online is sent again (a message may be lost on the way).</summary>
+    public TimeSpan DispatchResendAfter { get; set; } = TimeSpan.FromSeconds(15);
+
+    /// <summary>A CancelInvocation is sent again this often while the invocation is in flight and its agent online.</summary>
+    public TimeSpan CancelResendInterval { get; set; } = TimeSpan.FromSeconds(10);
+
     /// <summary>Bytes of output kept inline at the start (head) and at the end (tail) of each invocation.</summary>
     [Range(1024, 16 * 1024 * 1024)]
     public int InlineOutputBytes { get; set; } = 64 * 1024;
@@ -36,6 +42,10 @@ public sealed class RunsOptions : IValidatableObject
             yield return new($"Fleet:Runs:DefaultExecutionTimeout: '{DefaultExecutionTimeout}' must be positive.", [nameof(DefaultExecutionTimeout)]);
         if (ExecutionTimeoutGrace < TimeSpan.Zero)
             yield return new($"Fleet:Runs:ExecutionTimeoutGrace: '{ExecutionTimeoutGrace}' must not be negative.", [nameof(ExecutionTimeoutGrace)]);
+        if (DispatchResendAfter < TimeSpan.FromMilliseconds(100))
+            yield return new($"Fleet:Runs:DispatchResendAfter: '{DispatchResendAfter}' is too short (at least 100 ms).", [nameof(DispatchResendAfter)]);
+        if (CancelResendInterval < TimeSpan.FromMilliseconds(100))
+            yield return new($"Fleet:Runs:CancelResendInterval: '{CancelResendInterval}' is too short (at least 100 ms).", [nameof(CancelResendInterval)]);
         if (WatchInterval < TimeSpan.FromMilliseconds(10))
             yield return new($"Fleet:Runs:WatchInterval: '{WatchInterval}' is too short (at least 10 ms).", [nameof(WatchInterval)]);
     }

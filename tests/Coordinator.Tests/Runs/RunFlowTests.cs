@@ -11,10 +11,9 @@ namespace Fleet.Coordinator.Tests.Runs;
 /// <summary>Runs end to end against fake agents: dispatch rules, results, redelivery, cancel, output.</summary>
 public sealed class RunFlowTests(PostgresDatabase postgres) : IClassFixture<PostgresDatabase>
 {
-    public static TheoryData<Store> Stores => new() { Store.Sqlite, Store.Postgres };
+    public static TheoryData<Store> Stores => RunsTestKit.Stores;
 
-    CoordinatorFactory Coordinator(Store store) =>
-        new CoordinatorFactory(store, store == Store.Postgres ? postgres.ConnectionString : null).Fast();
+    CoordinatorFactory Coordinator(Store store) => postgres.Coordinator(store);
 
     [Theory]
     [MemberData(nameof(Stores))]
@@ -60,7 +59,7 @@ public sealed class RunFlowTests(PostgresDatabase postgres) : IClassFixture<Post
         var request = RunsTestKit.Probe(a.Id, b.Id, c.Id);
         request.Canary = 1;
         var run = await client.CreateRunAsync(request);
-        Assert.True(run.On(a).Canary);
+        Assert.True((await client.GetRunAsync(new GetRunRequest { Id = run.Id })).On(a).Canary); // CreateRun answers with the counts only
 
         await a.RunNextAsync(V1TaskStatus.Failed);
 
@@ -246,7 +245,12 @@ public sealed class RunFlowTests(PostgresDatabase postgres) : IClassFixture<Post
 
         var expected = (byte[])output.Clone();
         Array.Fill(expected, (byte)'*', 1000, leaked.Length);
-        var done = await client.WaitAsync(run.Id, r => r.Invocations[0].OutputHead.Length > 0, "output finalized");
+        await Eventually.UntilAsync(async () =>
+        {
+            await using var finalized = coordinator.Db();
+            return await finalized.Invocations.AnyAsync(i => i.RunId == run.Id && i.OutputFinalized);
+        }, "output finalized");
+        var done = await client.GetRunAsync(new GetRunRequest { Id = run.Id });
         var invocation = done.Invocations[0];
         Assert.True(invocation.OutputTruncated);
         Assert.Equal((ulong)output.Length, invocation.OutputBytes);

@@ -13,6 +13,12 @@ static class RunsTestKit
     public static CoordinatorFactory Fast(this CoordinatorFactory factory) =>
         factory.With("Fleet:Runs:EngineInterval", "00:00:00.050").With("Fleet:Runs:WatchInterval", "00:00:00.050");
 
+    public static TheoryData<Store> Stores => new() { Store.Sqlite, Store.Postgres };
+
+    /// <summary>A fast-ticking coordinator on <paramref name="store"/> (this fixture's database when PostgreSQL).</summary>
+    public static CoordinatorFactory Coordinator(this PostgresDatabase postgres, Store store) =>
+        new CoordinatorFactory(store, store == Store.Postgres ? postgres.ConnectionString : null).Fast();
+
     public static V1.Runs.RunsClient Runs(this CoordinatorFactory factory, string user = "alice") => new(factory.Channel(user));
 
     public static FleetDbContext Db(this CoordinatorFactory factory) =>
