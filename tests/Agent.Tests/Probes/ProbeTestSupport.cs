@@ -221,6 +221,9 @@ internal sealed class SilentServer : IAsyncDisposable
     /// <summary>Completes when the first connection has been accepted.</summary>
     public TaskCompletionSource Accepted { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
+    /// <summary>A silent server: completes when a client has sent its first bytes (which are never answered).</summary>
+    public TaskCompletionSource Received { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
     async Task AcceptAsync()
     {
         while (true)
@@ -238,8 +241,22 @@ internal sealed class SilentServer : IAsyncDisposable
                 }
                 catch (Exception ex) when (ex is IOException or SocketException) { }
             }
+            else
+            {
+                _ = ReadFirstBytesAsync(client);
+            }
             Accepted.TrySetResult();
         }
+    }
+
+    async Task ReadFirstBytesAsync(TcpClient client)
+    {
+        var buffer = new byte[256];
+        try
+        {
+            if (await client.GetStream().ReadAsync(buffer) > 0) Received.TrySetResult();
+        }
+        catch (Exception ex) when (ex is IOException or SocketException or ObjectDisposedException) { }
     }
 
     public async ValueTask DisposeAsync()

@@ -88,7 +88,7 @@ public sealed class RedisProbeTests
         var probe = ProbeTesting.Create(Redis(server.Address) with { Timeout = TimeSpan.FromSeconds(2) }, time);
 
         var run = probe.RunAsync(CancellationToken.None).AsTask();
-        await server.Accepted.Task.DefaultTimeout();
+        await server.Received.Task.DefaultTimeout(); // the PING has arrived: the probe is waiting for the answer
         time.Advance(TimeSpan.FromSeconds(2));
         var result = await run.DefaultTimeout();
 
