@@ -3,6 +3,7 @@ using System.CommandLine.Invocation;
 using System.CommandLine.Parsing;
 using Fleet.Cli.Commands;
 using Fleet.Cli.Infrastructure;
+using Fleet.Cli.Logs;
 using Fleet.Cli.Runs;
 using Grpc.Net.Client;
 
@@ -51,6 +52,7 @@ internal static class Cli
 
         root.Add(AgentsCommands.Build(context));
         root.Add(AuditCommands.Build(context));
+        root.Add(LogsCommand.Build(context));
         root.Add(MetricsCommands.BuildTop(context));
         root.Add(MetricsCommands.Build(context));
         root.Add(RunCommand.Build(context));

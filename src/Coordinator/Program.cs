@@ -3,6 +3,7 @@ using Fleet.Coordinator.Audit;
 using Fleet.Coordinator.Blobs;
 using Fleet.Coordinator.Embedded;
 using Fleet.Coordinator.Hosting;
+using Fleet.Coordinator.Logs;
 using Fleet.Coordinator.Metrics;
 using Fleet.Coordinator.Runs;
 using Fleet.Coordinator.Storage;
@@ -15,6 +16,7 @@ builder.AddAgents();
 builder.AddBlobs();
 builder.AddAudit();
 builder.AddMetrics();
+builder.AddLogs();
 builder.AddRuns();
 builder.AddEmbeddedAgent();
 
@@ -24,6 +26,7 @@ app.MapAgents();
 app.MapBlobs();
 app.MapAudit();
 app.MapMetrics();
+app.MapLogs();
 app.MapRuns();
 app.Run();
 

@@ -53,6 +53,9 @@ public sealed class PostgresFleetDbContext(DbContextOptions<PostgresFleetDbConte
         // Raw samples arrive in time order, so a BRIN index serves the retention job's time-range delete at a fraction
         // of a B-tree's cost per inserted row.
         modelBuilder.Entity<Metrics.MetricSampleRecord>().HasIndex(m => m.Time).HasMethod("brin");
+        // Full-text search of log messages (SearchLogs q): a GIN index on the expression the query uses.
+        modelBuilder.Entity<Logs.LogEntryRecord>().HasIndex(e => e.Message).HasMethod("GIN").IsTsVectorExpressionIndex("simple")
+            .HasDatabaseName("ix_log_entries_message_fts");
     }
 }
 

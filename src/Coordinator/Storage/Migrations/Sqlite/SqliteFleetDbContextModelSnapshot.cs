@@ -252,6 +252,74 @@ namespace Fleet.Coordinator.Storage.Migrations.Sqlite
                     b.ToTable("audit_events", (string)null);
                 });
 
+            modelBuilder.Entity("Fleet.Coordinator.Logs.LogEntryRecord", b =>
+                {
+                    b.Property<long>("Id")
+                        .ValueGeneratedOnAdd()
+                        .HasColumnType("INTEGER");
+
+                    b.Property<string>("AgentId")
+                        .IsRequired()
+                        .HasMaxLength(64)
+                        .HasColumnType("TEXT");
+
+                    b.Property<string>("Cursor")
+                        .HasMaxLength(1024)
+                        .HasColumnType("TEXT");
+
+                    b.Property<string>("FieldsJson")
+                        .IsRequired()
+                        .HasColumnType("TEXT");
+
+                    b.Property<string>("FileId")
+                        .HasMaxLength(256)
+                        .HasColumnType("TEXT");
+
+                    b.Property<string>("Message")
+                        .IsRequired()
+                        .HasColumnType("TEXT");
+
+                    b.Property<long?>("Offset")
+                        .HasColumnType("INTEGER");
+
+                    b.Property<string>("Path")
+                        .IsRequired()
+                        .HasMaxLength(1024)
+                        .HasColumnType("TEXT");
+
+                    b.Property<DateTime>("ReceivedAt")
+                        .HasColumnType("TEXT");
+
+                    b.Property<short>("Severity")
+                        .HasColumnType("INTEGER");
+
+                    b.Property<string>("Source")
+                        .IsRequired()
+                        .HasMaxLength(200)
+                        .HasColumnType("TEXT");
+
+                    b.Property<DateTime>("Time")
+                        .HasColumnType("TEXT");
+
+                    b.HasKey("Id");
+
+                    b.HasIndex("Time");
+
+                    b.HasIndex("AgentId", "Cursor")
+                        .IsUnique()
+                        .HasDatabaseName("ux_log_entries_cursor")
+                        .HasFilter("\"Cursor\" IS NOT NULL");
+
+                    b.HasIndex("AgentId", "Time");
+
+                    b.HasIndex("AgentId", "FileId", "Offset")
+                        .IsUnique()
+                        .HasDatabaseName("ux_log_entries_file")
+                        .HasFilter("\"FileId\" IS NOT NULL");
+
+                    b.ToTable("log_entries", (string)null);
+                });
+
             modelBuilder.Entity("Fleet.Coordinator.Metrics.MetricRollupRecord", b =>
                 {
                     b.Property<string>("AgentId")

@@ -1,0 +1,196 @@
+using System.Buffers.Text;
+using System.ComponentModel.DataAnnotations;
+using System.Globalization;
+using System.Text;
+using System.Text.RegularExpressions;
+using Fleet.Coordinator.Hosting;
+using Fleet.Coordinator.Storage;
+using Fleet.Protocol.V1;
+using Grpc.Core;
+using Microsoft.EntityFrameworkCore;
+
+namespace Fleet.Coordinator.Logs;
+
+/// <summary>Section "Fleet:Logs".</summary>
+public sealed class LogsOptions : IValidatableObject
+{
+    public const string Section = "Fleet:Logs";
+
+    /// <summary>Entries older than this are deleted (with <see cref="Archive"/>: whole UTC days, archived first).</summary>
+    public TimeSpan Retention { get; set; } = TimeSpan.FromDays(30);
+
+    /// <summary>Write each expiring day to the blob store (logs/YYYY/MM/DD/part-N.jsonl.gz) before deleting it.</summary>
+    public bool Archive { get; set; }
+
+    /// <summary>How often retention runs.</summary>
+    public TimeSpan RetentionInterval { get; set; } = TimeSpan.FromHours(1);
+
+    public IEnumerable<ValidationResult> Validate(ValidationContext validationContext)
+    {
+        if (Retention < TimeSpan.FromDays(1))
+            yield return new($"{Section}:Retention: '{Retention}' must be at least one day.", [nameof(Retention)]);
+        if (RetentionInterval < TimeSpan.FromMinutes(1) || RetentionInterval > TimeSpan.FromDays(1))
+            yield return new($"{Section}:RetentionInterval: '{RetentionInterval}' must be between 1 minute and 1 day.", [nameof(RetentionInterval)]);
+    }
+}
+
+/// <summary>The filters SearchLogs and FollowLogs share, checked once (InvalidArgument naming the field).</summary>
+sealed partial class LogFilter
+{
+    public const int MaxQuery = 1000;
+
+    public string Host { get; private init; } = "";
+    public string Source { get; private init; } = "";
+    public short MinSeverity { get; private init; }
+    public string Query { get; private init; } = "";
+    /// <summary>The query's words and "quoted phrases"; a leading '-' excludes.</summary>
+    public IReadOnlyList<(string Text, bool Exclude)> Terms { get; private init; } = [];
+
+    public static LogFilter Parse(string host, string source, string severity, string q)
+    {
+        if (host.Length > 256) throw ApiArguments.Invalid($"host: {host.Length} characters; at most 256");
+        if (source.Length > LogEntryRecord.MaxPath) throw ApiArguments.Invalid($"source: {source.Length} characters; at most {LogEntryRecord.MaxPath}");
+        short level = 0;
+        if (severity.Length > 0 && !LogSeverity.TryParse(severity, out level))
+            throw ApiArguments.Invalid($"severity: '{severity}' is not one of {LogSeverity.Names}");
+        if (q.Length > MaxQuery) throw ApiArguments.Invalid($"q: {q.Length} characters; at most {MaxQuery}");
+        var terms = TermPattern().Matches(q)
+            .Select(m => (Text: m.Groups["phrase"].Success ? m.Groups["phrase"].Value : m.Groups["word"].Value, Exclude: m.Groups["not"].Success))
+            .Where(t => t.Text.Trim().Length > 0)
+            .ToList();
+        return new LogFilter { Host = host.Trim(), Source = source.Trim(), MinSeverity = level, Query = q.Trim(), Terms = terms };
+    }
+
+    [GeneratedRegex("""(?<not>-)?(?:"(?<phrase>[^"]*)"?|(?<word>[^\s"]+))""")]
+    private static partial Regex TermPattern();
+
+    /// <summary>For followers, in memory: the same rules as the search (words match case-insensitively anywhere).</summary>
+    public bool Matches(LogRecord r)
+    {
+        if (Host.Length > 0 && r.AgentId != Host && !string.Equals(r.Hostname, Host, StringComparison.OrdinalIgnoreCase)) return false;
+        if (Source.Length > 0 && r.Source != Source && r.Path != Source && !r.Path.EndsWith("/" + Source, StringComparison.Ordinal)) return false;
+        if (MinSeverity > 0 && !(LogSeverity.TryParse(r.Severity, out var level) && level >= MinSeverity)) return false;
+        foreach (var (text, exclude) in Terms)
+            if (r.Message.Contains(text, StringComparison.OrdinalIgnoreCase) == exclude) return false;
+        return true;
+    }
+
+    /// <summary>Applies the filter in SQL. Host is resolved to agent ids first (an id, or every agent with that hostname).</summary>
+    public async Task<IQueryable<LogEntryRecord>> ApplyAsync(FleetDbContext db, IQueryable<LogEntryRecord> entries, CancellationToken cancellationToken)
+    {
+        if (Host.Length > 0)
+        {
+            var agents = await db.Agents.AsNoTracking().Select(a => new { a.Id, a.Hostname }).ToListAsync(cancellationToken);
+            var ids = agents.Where(a => a.Id == Host || string.Equals(a.Hostname, Host, StringComparison.OrdinalIgnoreCase)).Select(a => a.Id).ToList();
+            if (!ids.Contains(Host)) ids.Add(Host); // an agent since removed from the registry keeps its logs
+            entries = entries.Where(e => ids.Contains(e.AgentId));
+        }
+        if (Source.Length > 0)
+        {
+            var suffix = "/" + Source;
+            entries = entries.Where(e => e.Source == Source || e.Path == Source || e.Path.EndsWith(suffix));
+        }
+        if (MinSeverity > 0)
+        {
+            var min = MinSeverity;
+            entries = entries.Where(e => e.Severity >= min);
+        }
+        if (Query.Length > 0)
+        {
+            if (db.Database.IsNpgsql())
+            {
+                // Served by the GIN index on to_tsvector('simple', "Message") (PostgresFleetDbContext).
+                var q = Query;
+                entries = entries.Where(e => EF.Functions.ToTsVector("simple", e.Message).Matches(EF.Functions.WebSearchToTsQuery("simple", q)));
+            }
+            else
+            {
+                foreach (var (text, exclude) in Terms)
+                {
+                    var pattern = "%" + Escape(text) + "%";
+                    entries = exclude
+                        ? entries.Where(e => !EF.Functions.Like(e.Message, pattern, "\\"))
+                        : entries.Where(e => EF.Functions.Like(e.Message, pattern, "\\"));
+                }
+            }
+        }
+        return entries;
+    }
+
+    static string Escape(string text) => text.Replace("\\", "\\\\").Replace("%", "\\%").Replace("_", "\\_");
+}
+
+/// <summary>The Logs ops service: search (REST GET /api/v1/logs) and live follow.</summary>
+sealed class LogsApi(IDbContextFactory<FleetDbContext> dbFactory, ILogFollowers followers, TimeProvider time) : Protocol.V1.Logs.LogsBase
+{
+    public const int DefaultLimit = 100, MaxLimit = 5000;
+    static readonly TimeSpan DefaultWindow = TimeSpan.FromHours(24);
+
+    public override async Task<SearchLogsResponse> SearchLogs(SearchLogsRequest request, ServerCallContext context)
+    {
+        var filter = LogFilter.Parse(request.Host, request.Source, request.Severity, request.Q);
+        var to = request.To is null ? time.GetUtcNow().UtcDateTime : ApiArguments.Time(request.To, "to");
+        var from = request.From is null ? to - DefaultWindow : ApiArguments.Time(request.From, "from");
+        if (from > to) throw ApiArguments.Invalid($"from: {from:O} is after to: {to:O}");
+        if (request.Limit < 0 || request.Limit > MaxLimit) throw ApiArguments.Invalid($"limit: {request.Limit} is out of range (1-{MaxLimit}; 0 means {DefaultLimit})");
+        var limit = request.Limit == 0 ? DefaultLimit : request.Limit;
+        var after = request.PageToken.Length == 0 ? ((DateTime, long)?)null : PageToken.Parse(request.PageToken);
+
+        await using var db = dbFactory.CreateDbContext();
+        var entries = await filter.ApplyAsync(db, db.Set<LogEntryRecord>().AsNoTracking().Where(e => e.Time >= from && e.Time <= to), context.CancellationToken);
+        if (after is var (t, id))
+            entries = request.OldestFirst
+                ? entries.Where(e => e.Time > t || (e.Time == t && e.Id > id))
+                : entries.Where(e => e.Time < t || (e.Time == t && e.Id < id));
+        entries = request.OldestFirst
+            ? entries.OrderBy(e => e.Time).ThenBy(e => e.Id)
+            : entries.OrderByDescending(e => e.Time).ThenByDescending(e => e.Id);
+        var rows = await entries.Take(limit + 1).ToListAsync(context.CancellationToken);
+
+        var agentIds = rows.Select(r => r.AgentId).Distinct().ToList();
+        var hostnames = await db.Agents.AsNoTracking().Where(a => agentIds.Contains(a.Id)).ToDictionaryAsync(a => a.Id, a => a.Hostname, context.CancellationToken);
+        var response = new SearchLogsResponse();
+        response.Entries.AddRange(rows.Take(limit).Select(r => LogRecords.ToProto(r, hostnames.GetValueOrDefault(r.AgentId, ""))));
+        if (rows.Count > limit) response.NextPageToken = PageToken.Format(rows[limit - 1].Time, rows[limit - 1].Id);
+        return response;
+    }
+
+    public override async Task FollowLogs(FollowLogsRequest request, IServerStreamWriter<LogRecord> responseStream, ServerCallContext context)
+    {
+        var filter = LogFilter.Parse(request.Host, request.Source, request.Severity, request.Q);
+        using var subscription = followers.Subscribe();
+        // Headers tell the client the follow is in place: everything stored from here on will reach it.
+        await context.WriteResponseHeadersAsync([]);
+        try
+        {
+            await foreach (var record in subscription.Reader.ReadAllAsync(context.CancellationToken))
+                if (filter.Matches(record))
+                    await responseStream.WriteAsync(record, context.CancellationToken);
+        }
+        catch (OperationCanceledException) when (context.CancellationToken.IsCancellationRequested)
+        {
+            // The client went away: the normal end of a follow.
+        }
+    }
+
+    /// <summary>Keyset paging on (time, id): "ticks.id", base64url.</summary>
+    static class PageToken
+    {
+        public static string Format(DateTime time, long id) =>
+            Base64Url.EncodeToString(Encoding.ASCII.GetBytes(string.Create(CultureInfo.InvariantCulture, $"{time.Ticks}.{id}")));
+
+        public static (DateTime, long) Parse(string token)
+        {
+            try
+            {
+                var parts = Encoding.ASCII.GetString(Base64Url.DecodeFromChars(token)).Split('.');
+                if (parts.Length == 2
+                    && long.TryParse(parts[0], NumberStyles.None, CultureInfo.InvariantCulture, out var ticks) && ticks <= DateTime.MaxValue.Ticks
+                    && long.TryParse(parts[1], NumberStyles.None, CultureInfo.InvariantCulture, out var id))
+                    return (new DateTime(ticks, DateTimeKind.Utc), id);
+            }
+            catch (FormatException) { }
+            throw ApiArguments.Invalid($"page_token: '{token}' is not a token from a previous response");
+        }
+    }
+}

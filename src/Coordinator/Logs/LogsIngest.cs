@@ -1,0 +1,229 @@
+using System.Runtime.CompilerServices;
+using System.Text.Json;
+using Fleet.Coordinator.Agents;
+using Fleet.Coordinator.Storage;
+using Fleet.Protocol.V1;
+using Google.Protobuf.WellKnownTypes;
+using Microsoft.EntityFrameworkCore;
+using Microsoft.EntityFrameworkCore.Storage;
+using Npgsql;
+using NpgsqlTypes;
+
+namespace Fleet.Coordinator.Logs;
+
+/// <summary>
+/// Stores log batches in the ingest's dedupe transaction, idempotently on (agent, file id, offset) and (agent, cursor):
+/// PostgreSQL binary-COPYs into a staging table and inserts with ON CONFLICT DO NOTHING, SQLite uses INSERT OR IGNORE.
+/// The rows actually inserted (not the ones already stored) go to live followers after the commit.
+/// </summary>
+sealed class LogsIngestHandler(ILogFollowers followers, TimeProvider time) : IBatchPayloadHandler
+{
+    // The rows a batch inserted, from AddGroupAsync to AfterCommitAsync (gone with the batch when the transaction fails).
+    readonly ConditionalWeakTable<Batch, List<LogRecord>> inserted = new();
+
+    public Batch.PayloadOneofCase Payload => Batch.PayloadOneofCase.Logs;
+
+    public Task AddAsync(FleetDbContext db, string agentId, Batch batch, CancellationToken cancellationToken) =>
+        AddGroupAsync(db, [(agentId, batch)], cancellationToken);
+
+    public async Task AddGroupAsync(FleetDbContext db, IReadOnlyList<(string AgentId, Batch Batch)> batches, CancellationToken cancellationToken)
+    {
+        var now = time.GetUtcNow().UtcDateTime;
+        var rows = new List<(Batch Batch, LogEntryRecord Row)>();
+        foreach (var (agentId, batch) in batches)
+            foreach (var entry in batch.Logs.Entries)
+                rows.Add((batch, ToRecord(agentId, entry, now)));
+        if (rows.Count == 0) return;
+
+        var ids = db.Database.IsNpgsql()
+            ? await CopyAsync(db, rows.Select(r => r.Row).ToList(), cancellationToken)
+            : await InsertOrIgnoreAsync(db, rows.Select(r => r.Row).ToList(), cancellationToken);
+
+        var agentIds = batches.Select(b => b.AgentId).Distinct().ToList();
+        var hostnames = await db.Agents.AsNoTracking().Where(a => agentIds.Contains(a.Id))
+            .ToDictionaryAsync(a => a.Id, a => a.Hostname, cancellationToken);
+        foreach (var (_, batch) in batches) inserted.AddOrUpdate(batch, []);
+        for (var i = 0; i < rows.Count; i++)
+        {
+            if (ids[i] is not { } id) continue;
+            var (batch, row) = rows[i];
+            row.Id = id;
+            inserted.TryGetValue(batch, out var list);
+            list!.Add(LogRecords.ToProto(row, hostnames.GetValueOrDefault(row.AgentId, "")));
+        }
+    }
+
+    public async Task AfterCommitAsync(string agentId, Batch batch, CancellationToken cancellationToken)
+    {
+        if (!inserted.TryGetValue(batch, out var records)) return;
+        inserted.Remove(batch);
+        if (records.Count > 0) await followers.PublishAsync(records, cancellationToken);
+    }
+
+    /// <summary>Validates and normalises one entry. Long text is clipped; an entry without identity rejects the batch.</summary>
+    internal static LogEntryRecord ToRecord(string agentId, LogEntry entry, DateTime now)
+    {
+        var fileId = string.IsNullOrEmpty(entry.FileId) ? null : entry.FileId;
+        var cursor = string.IsNullOrEmpty(entry.Cursor) ? null : entry.Cursor;
+        if (fileId is null && cursor is null)
+            throw new ArgumentException($"logs.entries.file_id: an entry of source '{Clip(entry.Source, 100)}' has neither a file_id nor a cursor; one identifies it");
+        if (fileId is { Length: > LogEntryRecord.MaxFileId })
+            throw new ArgumentException($"logs.entries.file_id: {fileId.Length} characters; at most {LogEntryRecord.MaxFileId}");
+        if (cursor is { Length: > LogEntryRecord.MaxCursor })
+            throw new ArgumentException($"logs.entries.cursor: {cursor.Length} characters; at most {LogEntryRecord.MaxCursor}");
+        if (entry.Offset > long.MaxValue)
+            throw new ArgumentException($"logs.entries.offset: {entry.Offset} is out of range");
+
+        var fields = new SortedDictionary<string, string>(StringComparer.Ordinal);
+        foreach (var (k, v) in entry.Fields) fields[Text(Clip(k, 200))] = Text(Clip(v, 4096));
+        var message = Text(entry.Message);
+        if (message.Length > LogEntryRecord.MaxMessage)
+        {
+            fields[LogEntryRecord.TruncatedField] = message.Length.ToString(System.Globalization.CultureInfo.InvariantCulture);
+            message = Clip(message, LogEntryRecord.MaxMessage);
+        }
+        return new LogEntryRecord
+        {
+            AgentId = agentId,
+            Source = Text(Clip(entry.Source, LogEntryRecord.MaxSource)),
+            Path = Text(Clip(entry.Path, LogEntryRecord.MaxPath)),
+            FileId = fileId is null ? null : Text(fileId),
+            Offset = fileId is null ? null : (long)entry.Offset,
+            Cursor = cursor is null ? null : Text(cursor),
+            // Out of range throws ArgumentOutOfRangeException: the batch is rejected naming the problem.
+            Time = entry.TimeUnixMs == 0 ? now : DateTimeOffset.FromUnixTimeMilliseconds(entry.TimeUnixMs).UtcDateTime,
+            Severity = LogSeverity.FromAgent(entry.Severity),
+            Message = message,
+            FieldsJson = JsonSerializer.Serialize(fields),
+            ReceivedAt = now,
+        };
+    }
+
+    /// <summary>At most <paramref name="max"/> characters, never splitting a surrogate pair.</summary>
+    static string Clip(string text, int max)
+    {
+        if (text.Length <= max) return text;
+        var end = char.IsHighSurrogate(text[max - 1]) ? max - 1 : max;
+        return text[..end];
+    }
+
+    /// <summary>PostgreSQL text cannot hold NUL; it becomes U+FFFD rather than failing the batch forever.</summary>
+    static string Text(string text) => text.Contains('\0', StringComparison.Ordinal) ? text.Replace('\0', '\uFFFD') : text;
+
+    const string Columns = """("AgentId", "Source", "Path", "FileId", "Offset", "Cursor", "Time", "Severity", "Message", "FieldsJson", "ReceivedAt")""";
+
+    /// <summary>Inserts the rows; returns per row its new id, or null when it was already stored.</summary>
+    static async Task<long?[]> CopyAsync(FleetDbContext db, List<LogEntryRecord> rows, CancellationToken cancellationToken)
+    {
+        var connection = (NpgsqlConnection)db.Database.GetDbConnection();
+        await db.Database.ExecuteSqlRawAsync("""
+            CREATE TEMP TABLE IF NOT EXISTS log_staging ("Ord" integer, "AgentId" text, "Source" text, "Path" text, "FileId" text, "Offset" bigint,
+                "Cursor" text, "Time" timestamptz, "Severity" smallint, "Message" text, "FieldsJson" text, "ReceivedAt" timestamptz) ON COMMIT DELETE ROWS
+            """, cancellationToken);
+        await using (var import = await connection.BeginBinaryImportAsync(
+            $"""COPY log_staging ("Ord", {Columns[1..]} FROM STDIN (FORMAT BINARY)""", cancellationToken))
+        {
+            for (var i = 0; i < rows.Count; i++)
+            {
+                var r = rows[i];
+                await import.StartRowAsync(cancellationToken);
+                await import.WriteAsync(i, NpgsqlDbType.Integer, cancellationToken);
+                await import.WriteAsync(r.AgentId, NpgsqlDbType.Text, cancellationToken);
+                await import.WriteAsync(r.Source, NpgsqlDbType.Text, cancellationToken);
+                await import.WriteAsync(r.Path, NpgsqlDbType.Text, cancellationToken);
+                if (r.FileId is null) await import.WriteNullAsync(cancellationToken); else await import.WriteAsync(r.FileId, NpgsqlDbType.Text, cancellationToken);
+                if (r.Offset is null) await import.WriteNullAsync(cancellationToken); else await import.WriteAsync(r.Offset.Value, NpgsqlDbType.Bigint, cancellationToken);
+                if (r.Cursor is null) await import.WriteNullAsync(cancellationToken); else await import.WriteAsync(r.Cursor, NpgsqlDbType.Text, cancellationToken);
+                await import.WriteAsync(r.Time, NpgsqlDbType.TimestampTz, cancellationToken);
+                await import.WriteAsync(r.Severity, NpgsqlDbType.Smallint, cancellationToken);
+                await import.WriteAsync(r.Message, NpgsqlDbType.Text, cancellationToken);
+                await import.WriteAsync(r.FieldsJson, NpgsqlDbType.Text, cancellationToken);
+                await import.WriteAsync(r.ReceivedAt, NpgsqlDbType.TimestampTz, cancellationToken);
+            }
+            await import.CompleteAsync(cancellationToken);
+        }
+
+        // Rows are inserted in staging order; RETURNING names each inserted row by its identity, mapped back to its position.
+        var ids = new long?[rows.Count];
+        var positions = new Dictionary<(string, string?, long?, string?), int>();
+        for (var i = 0; i < rows.Count; i++) positions[Key(rows[i])] = i;
+        await using var command = connection.CreateCommand();
+        command.Transaction = (NpgsqlTransaction?)db.Database.CurrentTransaction?.GetDbTransaction();
+        command.CommandText = $"""
+            INSERT INTO log_entries {Columns}
+            SELECT {Columns[1..^1]} FROM log_staging ORDER BY "Ord"
+            ON CONFLICT DO NOTHING
+            RETURNING "Id", "AgentId", "FileId", "Offset", "Cursor"
+            """;
+        await using (var reader = await command.ExecuteReaderAsync(cancellationToken))
+            while (await reader.ReadAsync(cancellationToken))
+            {
+                var key = (reader.GetString(1), reader.IsDBNull(2) ? null : reader.GetString(2), reader.IsDBNull(3) ? (long?)null : reader.GetInt64(3), reader.IsDBNull(4) ? null : reader.GetString(4));
+                if (positions.TryGetValue(key, out var position)) ids[position] = reader.GetInt64(0);
+            }
+        await db.Database.ExecuteSqlRawAsync("TRUNCATE log_staging", cancellationToken);
+        return ids;
+    }
+
+    static (string, string?, long?, string?) Key(LogEntryRecord r) => (r.AgentId, r.FileId, r.Offset, r.Cursor);
+
+    static async Task<long?[]> InsertOrIgnoreAsync(FleetDbContext db, List<LogEntryRecord> rows, CancellationToken cancellationToken)
+    {
+        var connection = db.Database.GetDbConnection();
+        await using var command = connection.CreateCommand();
+        command.Transaction = db.Database.CurrentTransaction?.GetDbTransaction();
+        var names = new[] { "AgentId", "Source", "Path", "FileId", "Offset", "Cursor", "Time", "Severity", "Message", "FieldsJson", "ReceivedAt" };
+        command.CommandText = $"""INSERT OR IGNORE INTO log_entries {Columns} VALUES ({string.Join(", ", names.Select(n => "$" + n))}) RETURNING "Id" """;
+        var parameters = names.ToDictionary(n => n, n =>
+        {
+            var p = command.CreateParameter();
+            p.ParameterName = "$" + n;
+            command.Parameters.Add(p);
+            return p;
+        });
+        var ids = new long?[rows.Count];
+        for (var i = 0; i < rows.Count; i++)
+        {
+            var r = rows[i];
+            parameters["AgentId"].Value = r.AgentId;
+            parameters["Source"].Value = r.Source;
+            parameters["Path"].Value = r.Path;
+            parameters["FileId"].Value = (object?)r.FileId ?? DBNull.Value;
+            parameters["Offset"].Value = (object?)r.Offset ?? DBNull.Value;
+            parameters["Cursor"].Value = (object?)r.Cursor ?? DBNull.Value;
+            parameters["Time"].Value = SqliteTime(r.Time);
+            parameters["Severity"].Value = r.Severity;
+            parameters["Message"].Value = r.Message;
+            parameters["FieldsJson"].Value = r.FieldsJson;
+            parameters["ReceivedAt"].Value = SqliteTime(r.ReceivedAt);
+            var id = await command.ExecuteScalarAsync(cancellationToken);
+            ids[i] = id is null or DBNull ? null : Convert.ToInt64(id, System.Globalization.CultureInfo.InvariantCulture);
+        }
+        return ids;
+    }
+
+    /// <summary>The text EF Core's SQLite provider stores for a DateTime, so comparisons in queries stay correct.</summary>
+    static string SqliteTime(DateTime value) =>
+        value.ToString("yyyy-MM-dd HH:mm:ss.FFFFFFF", System.Globalization.CultureInfo.InvariantCulture);
+}
+
+static class LogRecords
+{
+    public static LogRecord ToProto(LogEntryRecord row, string hostname)
+    {
+        var record = new LogRecord
+        {
+            Id = row.Id,
+            AgentId = row.AgentId,
+            Hostname = hostname,
+            Source = row.Source,
+            Path = row.Path,
+            Time = Timestamp.FromDateTime(DateTime.SpecifyKind(row.Time, DateTimeKind.Utc)),
+            Severity = LogSeverity.Name(row.Severity),
+            Message = row.Message,
+        };
+        if (row.FieldsJson.Length > 2 && JsonSerializer.Deserialize<Dictionary<string, string>>(row.FieldsJson) is { } fields)
+            record.Fields.Add(fields);
+        return record;
+    }
+}
