@@ -33,6 +33,14 @@ public sealed class LogConfigTests
         Assert.Equal(LogSettings.RegexTimeout, logs.Sources[1].Pattern!.MatchTimeout);
     }
 
+    [Fact]
+    public void SampleAgentConfig_DeclaresValidLogSources()
+    {
+        var options = AgentConfigFile.Load(Path.Combine(Fleet.Testing.RepoPaths.Root, "deploy", "agent", "agent.json"));
+        Assert.Contains(options.Logs.Sources, s => s.JournalUnit == "interview-app");
+        Assert.Equal("10.0.0.1", options.Logs.Sources.Single(s => s.Name == "auth").Pattern!.Match("Failed password for root from 10.0.0.1 port 22").Groups["ip"].Value);
+    }
+
     [Theory]
     [InlineData("""{ "logs": { "sources": [ { "name": "a", "path": "/var/log/*.log", "include": "(unclosed" } ] } }""", "logs.sources[0].include")]
     [InlineData("""{ "logs": { "sources": [ { "name": "a", "path": "relative/*.log" } ] } }""", "logs.sources[0].path")]
