@@ -37,6 +37,8 @@ public static class AgentHost
         services.AddHostedService<StartedEvent>();
         services.AddSingleton<Metrics.MetricsPipeline>();
         services.AddHostedService(sp => sp.GetRequiredService<Metrics.MetricsPipeline>());
+        services.AddSingleton<Logs.LogPipeline>();
+        services.AddHostedService(sp => sp.GetRequiredService<Logs.LogPipeline>());
         services.AddHostedService(sp => sp.GetRequiredService<CoordinatorConnection>());
         return services;
     }

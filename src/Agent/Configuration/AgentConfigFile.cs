@@ -179,6 +179,8 @@ public static partial class AgentConfigFile
                 options.Probes.Add(settings);
             }
         }
+        if (doc.Logs is not null)
+            options.Logs = Logs.LogConfig.Validate(doc.Logs, Fail);
         return options;
     }
 
@@ -220,6 +222,7 @@ public sealed class AgentConfigDocument
     public int? MaxConcurrentTasks { get; set; }
     public Dictionary<string, CollectorConfigDocument>? Collectors { get; set; }
     public ProbeConfigDocument[]? Probes { get; set; }
+    public Logs.LogsConfigDocument? Logs { get; set; }
 }
 
 public sealed class CollectorConfigDocument

@@ -57,6 +57,9 @@ public sealed class AgentOptions
     /// <summary>On timeout or cancel a task's command gets SIGTERM, then after this SIGKILL of its process tree.</summary>
     public TimeSpan TaskKillGracePeriod { get; set; } = TimeSpan.FromSeconds(5);
 
+    /// <summary>Log sources to tail and ship (none by default).</summary>
+    public Logs.LogSettings Logs { get; set; } = new();
+
     public static Dictionary<string, Collectors.CollectorSettings> DefaultCollectors() =>
         new[] { "cpu", "memory", "disk", "load", "network" }.ToDictionary(n => n, _ => new Collectors.CollectorSettings(), StringComparer.Ordinal);
 }

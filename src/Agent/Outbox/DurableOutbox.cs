@@ -217,7 +217,18 @@ public sealed class DurableOutbox : IAsyncDisposable
     }
 
     /// <summary>The coordinator stored the record: remove it. Idempotent; unknown or old keys are ignored.</summary>
-    public void Acknowledge(OutboxKey key) => Complete(key, rejectReason: null);
+    public void Acknowledge(OutboxKey key)
+    {
+        if (Complete(key, rejectReason: null))
+            Acknowledged?.Invoke(key);
+    }
+
+    /// <summary>
+    /// Raised with the key once an acknowledgement has been recorded (journaled, or the segment deleted), outside the
+    /// outbox's lock, on the thread that called <see cref="Acknowledge"/>; once per key (repeated acks are ignored).
+    /// Handlers must be quick and must not throw.
+    /// </summary>
+    public event Action<OutboxKey>? Acknowledged;
 
     /// <summary>The coordinator can never store the record: remove it and count it as dropped.</summary>
     public void Reject(OutboxKey key, string reason) => Complete(key, reason ?? string.Empty);
@@ -795,12 +806,13 @@ public sealed class DurableOutbox : IAsyncDisposable
         return false;
     }
 
-    private void Complete(OutboxKey key, string? rejectReason)
+    /// <summary>Marks the record done; false when it was unknown or already done.</summary>
+    private bool Complete(OutboxKey key, string? rejectReason)
     {
         lock (_sync)
         {
             if (_disposed || !TryFind(key, out var segment, out var index) || segment.IsDone(index))
-                return;
+                return false;
             MarkDone(segment, index);
             if (rejectReason is not null)
             {
@@ -813,6 +825,7 @@ public sealed class DurableOutbox : IAsyncDisposable
                 if (_journal.Length > _journalCompactAt)
                     CompactJournal();
             }
+            return true;
         }
     }
 

@@ -1,0 +1,188 @@
+using Fleet.Agent.Outbox;
+using Fleet.Protocol.V1;
+using Google.Protobuf;
+using Google.Protobuf.WellKnownTypes;
+
+namespace Fleet.Agent.Logs;
+
+/// <summary>
+/// Batches entries by size and time into <c>Batch{Logs}</c> records in the durable outbox and moves the checkpoints
+/// once the coordinator acknowledges a batch (<see cref="DurableOutbox.Acknowledged"/>). A batch the outbox will not
+/// store is counted and the checkpoint moves past it (the outbox counts the loss too), so one bad batch never blocks
+/// a source.
+/// </summary>
+public sealed partial class LogShipper : IDisposable
+{
+    /// <summary>Field tag and length prefix of an entry inside a LogBatch.</summary>
+    const int EntryOverhead = 6;
+
+    readonly LogSettings settings;
+    readonly DurableOutbox outbox;
+    readonly LogCheckpoints checkpoints;
+    readonly LogCounters counters;
+    readonly TimeProvider time;
+    readonly ILogger logger;
+
+    readonly Lock gate = new();
+    List<(LogEntry Entry, CheckpointMark Mark)> pending = [];
+    int pendingBytes;
+    long oldestPending;
+    readonly Dictionary<OutboxKey, (long Sequence, List<CheckpointMark> Marks)> inFlight = [];
+    readonly List<(long Sequence, List<CheckpointMark> Marks)> acknowledged = [];
+    long nextSequence;
+    const int MaxUnclaimedAcks = 256;
+    readonly HashSet<OutboxKey> unclaimedAcks = [];
+    readonly Queue<OutboxKey> unclaimedOrder = new();
+    readonly SemaphoreSlim wake = new(0, 1);
+
+    public LogShipper(LogSettings settings, DurableOutbox outbox, LogCheckpoints checkpoints, LogCounters counters, TimeProvider time, ILogger logger)
+    {
+        this.settings = settings;
+        this.outbox = outbox;
+        this.checkpoints = checkpoints;
+        this.counters = counters;
+        this.time = time;
+        this.logger = logger;
+        outbox.Acknowledged += OnAcknowledged;
+    }
+
+    /// <summary>Queues an entry; <paramref name="mark"/> is where its source may resume once it is acknowledged.</summary>
+    public void Add(LogEntry entry, CheckpointMark mark)
+    {
+        var full = false;
+        lock (gate)
+        {
+            if (pending.Count == 0) oldestPending = time.GetTimestamp();
+            pending.Add((entry, mark));
+            pendingBytes += entry.CalculateSize() + EntryOverhead;
+            full = pendingBytes >= settings.BatchMaxBytes;
+        }
+        if (full) Wake();
+    }
+
+    void OnAcknowledged(OutboxKey key)
+    {
+        lock (gate)
+        {
+            if (!inFlight.Remove(key, out var done))
+            {
+                // Another pipeline's record, or one of ours whose append has not returned yet: remember a few.
+                if (unclaimedAcks.Add(key)) unclaimedOrder.Enqueue(key);
+                if (unclaimedOrder.Count > MaxUnclaimedAcks) unclaimedAcks.Remove(unclaimedOrder.Dequeue());
+                return;
+            }
+            acknowledged.Add(done);
+        }
+        Wake();
+    }
+
+    void Wake()
+    {
+        if (wake.CurrentCount == 0)
+        {
+            try { wake.Release(); } catch (SemaphoreFullException) { }
+        }
+    }
+
+    /// <summary>Flushes by size and time and persists acknowledged checkpoints until cancelled, then flushes what is left.</summary>
+    public async Task RunAsync(CancellationToken cancellationToken)
+    {
+        var tick = TimeSpan.FromMilliseconds(Math.Clamp(settings.BatchMaxDelay.TotalMilliseconds / 4, 10, 250));
+        try
+        {
+            while (!cancellationToken.IsCancellationRequested)
+            {
+                await wake.WaitAsync(tick, cancellationToken);
+                bool due;
+                lock (gate) due = pending.Count > 0 && (pendingBytes >= settings.BatchMaxBytes || time.GetElapsedTime(oldestPending) >= settings.BatchMaxDelay);
+                if (due) await FlushAsync(CancellationToken.None);
+                PersistAcknowledged();
+            }
+        }
+        catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested) { }
+        await FlushAsync(CancellationToken.None);
+        PersistAcknowledged();
+    }
+
+    /// <summary>Moves the checkpoints of acknowledged batches and writes them.</summary>
+    public void PersistAcknowledged()
+    {
+        List<(long Sequence, List<CheckpointMark> Marks)> done;
+        lock (gate)
+        {
+            if (acknowledged.Count == 0) { checkpoints.Save(); return; }
+            done = [.. acknowledged];
+            acknowledged.Clear();
+        }
+        foreach (var (sequence, marks) in done) checkpoints.Apply(marks, sequence);
+        checkpoints.Save();
+    }
+
+    /// <summary>Writes everything queued to the outbox as batches of at most <see cref="LogSettings.BatchMaxBytes"/>.</summary>
+    public async Task FlushAsync(CancellationToken cancellationToken)
+    {
+        List<(LogEntry Entry, CheckpointMark Mark)> taken;
+        lock (gate)
+        {
+            if (pending.Count == 0) return;
+            (taken, pending) = (pending, []);
+            pendingBytes = 0;
+        }
+        var i = 0;
+        while (i < taken.Count)
+        {
+            var batch = new LogBatch();
+            var marks = new Dictionary<(string, string), CheckpointMark>();
+            var size = 0;
+            for (; i < taken.Count; i++)
+            {
+                var (entry, mark) = taken[i];
+                var entrySize = entry.CalculateSize() + EntryOverhead;
+                if (size > 0 && size + entrySize > settings.BatchMaxBytes) break;
+                batch.Entries.Add(entry);
+                marks[mark.Key] = mark;
+                size += entrySize;
+            }
+            var record = new Batch { CreatedAt = Timestamp.FromDateTimeOffset(time.GetUtcNow()), Logs = batch };
+            long sequence;
+            lock (gate) sequence = ++nextSequence;
+            AppendResult result;
+            try
+            {
+                result = await outbox.AppendAsync(record.ToByteArray(), cancellationToken);
+            }
+            catch (ObjectDisposedException)
+            {
+                // Shutting down: not written, so the checkpoint stays and the entries are read again at the next start.
+                LogNotWritten(batch.Entries.Count);
+                return;
+            }
+            if (result.Status == AppendStatus.Dropped)
+            {
+                counters.Dropped();
+                LogDropped(batch.Entries.Count, result.Reason);
+                checkpoints.Apply(marks.Values, sequence);
+                continue;
+            }
+            lock (gate)
+            {
+                // The record is readable as soon as it is durable, so its ack can (rarely) arrive before this line.
+                if (unclaimedAcks.Contains(result.Key)) acknowledged.Add((sequence, [.. marks.Values]));
+                else inFlight[result.Key] = (sequence, [.. marks.Values]);
+            }
+            counters.Shipped(batch.Entries.Count);
+        }
+    }
+
+    public void Dispose()
+    {
+        outbox.Acknowledged -= OnAcknowledged;
+        wake.Dispose();
+    }
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Log batch of {Entries} entries dropped by the outbox ({Reason}); the checkpoint moves past it")]
+    partial void LogDropped(int entries, string? reason);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Log batch of {Entries} entries not written (outbox closed); it is read again at the next start")]
+    partial void LogNotWritten(int entries);
+}
