@@ -77,6 +77,9 @@ public sealed record AgentSetup
     public string? AgentId { get; init; }
     public string? PolicyJson { get; init; }
     public IReadOnlyDictionary<string, string?>? Environment { get; init; }
+
+    /// <summary>More agent.json keys (e.g. "logs").</summary>
+    public IReadOnlyDictionary<string, object>? Config { get; init; }
 }
 
 /// <summary>A real agent process with its own config file and state directory.</summary>
@@ -103,6 +106,7 @@ public sealed class AgentProcess : IAsyncDisposable
             ["reconnectMaxSeconds"] = 2,
         };
         if (setup.AgentId is not null) config["agentId"] = setup.AgentId;
+        foreach (var (key, value) in setup.Config ?? new Dictionary<string, object>()) config[key] = value;
         if (setup.PolicyJson is not null)
         {
             var policyPath = Path.Combine(directory, "policy.json");
