@@ -252,8 +252,12 @@ public sealed class CollectorRunnerTests : IDisposable
     private async Task AdvanceToNextTickAsync(CollectorRunner runner)
     {
         await Eventually.UntilAsync(() => !runner.IsBusy, "the runner to finish its collection");
+        var before = runner.Stats.Runs + runner.Stats.Skipped;
         var sinceTick = (_time.GetUtcNow() - Start).Ticks % Interval.Ticks;
         _time.Advance(Interval - TimeSpan.FromTicks(sinceTick));
+        // Wait until the runner has taken this tick (a run or a skip): a second advance before that would merge two
+        // ticks of the periodic timer into one.
+        await Eventually.UntilAsync(() => runner.Stats.Runs + runner.Stats.Skipped > before, "the runner to take the tick");
     }
 
     private async Task StopAsync(Task run)
