@@ -102,29 +102,10 @@ public sealed partial class AuditRetention(
         if (current is not null) yield return (day, current);
     }
 
-    static byte[] Archive(List<AuditRecord> rows)
-    {
-        using var buffer = new MemoryStream();
-        using (var gzip = new GZipStream(buffer, CompressionLevel.Optimal, leaveOpen: true))
-        using (var writer = new Utf8JsonWriter(gzip))
-        {
-            foreach (var row in rows)
-            {
-                AuditJson.Write(writer, row);
-                writer.Flush();
-                gzip.WriteByte((byte)'\n');
-                writer.Reset();
-            }
-        }
-        return buffer.ToArray();
-    }
+    static byte[] Archive(List<AuditRecord> rows) => JsonLinesArchive.Gzip(rows, AuditJson.Write);
 
-    async Task<bool> SameContentAsync(string key, byte[] expected, CancellationToken cancellationToken)
-    {
-        await using var stream = await blobs.OpenReadAsync(key, cancellationToken);
-        if (stream is null) return false;
-        return CryptographicOperations.FixedTimeEquals(await SHA256.HashDataAsync(stream, cancellationToken), SHA256.HashData(expected));
-    }
+    Task<bool> SameContentAsync(string key, byte[] expected, CancellationToken cancellationToken) =>
+        JsonLinesArchive.HoldsAsync(blobs, key, expected, cancellationToken);
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Archived and deleted {Rows} audit rows (seq {From}..{To}) to {Key}")]
     partial void LogArchived(long rows, long from, long to, string key);

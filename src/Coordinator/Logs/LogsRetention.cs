@@ -82,29 +82,10 @@ public sealed partial class LogsRetention(
         return total;
     }
 
-    static byte[] Archive(List<LogEntryRecord> rows)
-    {
-        using var buffer = new MemoryStream();
-        using (var gzip = new GZipStream(buffer, CompressionLevel.Optimal, leaveOpen: true))
-        using (var writer = new Utf8JsonWriter(gzip))
-        {
-            foreach (var row in rows)
-            {
-                LogJson.Write(writer, row);
-                writer.Flush();
-                gzip.WriteByte((byte)'\n');
-                writer.Reset();
-            }
-        }
-        return buffer.ToArray();
-    }
+    static byte[] Archive(List<LogEntryRecord> rows) => JsonLinesArchive.Gzip(rows, LogJson.Write);
 
-    async Task<bool> SameContentAsync(string key, byte[] expected, CancellationToken cancellationToken)
-    {
-        await using var stream = await blobs.OpenReadAsync(key, cancellationToken);
-        if (stream is null) return false;
-        return CryptographicOperations.FixedTimeEquals(await SHA256.HashDataAsync(stream, cancellationToken), SHA256.HashData(expected));
-    }
+    Task<bool> SameContentAsync(string key, byte[] expected, CancellationToken cancellationToken) =>
+        JsonLinesArchive.HoldsAsync(blobs, key, expected, cancellationToken);
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Logs retention deleted {Rows} entries older than {Before:O}")]
     partial void LogDeleted(int rows, DateTime before);
