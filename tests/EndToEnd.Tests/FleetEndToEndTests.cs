@@ -20,15 +20,7 @@ public sealed class FleetEndToEndTests(PostgresDatabase postgres) : IClassFixtur
 
     async Task<CoordinatorProcess> StartCoordinatorAsync()
     {
-        var coordinator = await CoordinatorProcess.StartAsync(new()
-        {
-            ["ConnectionStrings:Postgres"] = postgres.ConnectionString,
-            ["ConnectionStrings:Redis"] = TestServices.Redis,
-            ["Fleet:Redis:KeyPrefix"] = TestServices.UniqueName("e2e") + ":",
-            ["Fleet:DataDirectory"] = dir.Combine("coordinator"),
-            ["Fleet:Agents:HeartbeatInterval"] = "00:00:01",
-            ["Fleet:Agents:HeartbeatTimeout"] = "00:00:04",
-        }, dir.Path);
+        var coordinator = await CoordinatorProcess.StartOnPostgresAsync(postgres, dir);
         processes.Add(coordinator);
         return coordinator;
     }

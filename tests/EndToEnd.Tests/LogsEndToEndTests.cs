@@ -21,13 +21,7 @@ public sealed class LogsEndToEndTests(PostgresDatabase postgres) : IClassFixture
     [Fact]
     public async Task LinesWrittenAcrossAnAgentKill9_AndARotation_AreSearchableExactlyOnce()
     {
-        var coordinator = await CoordinatorProcess.StartAsync(new()
-        {
-            ["ConnectionStrings:Postgres"] = postgres.ConnectionString,
-            ["ConnectionStrings:Redis"] = TestServices.Redis,
-            ["Fleet:Redis:KeyPrefix"] = TestServices.UniqueName("e2e") + ":",
-            ["Fleet:DataDirectory"] = dir.Combine("coordinator"),
-        }, dir.Path);
+        var coordinator = await CoordinatorProcess.StartOnPostgresAsync(postgres, dir);
         processes.Add(coordinator);
         var logs = dir.Combine("app-logs");
         Directory.CreateDirectory(logs);

@@ -33,6 +33,19 @@ public sealed class CoordinatorProcess : IAsyncDisposable
         return coordinator;
     }
 
+    /// <summary>A coordinator on the harness's PostgreSQL and Redis (its own key prefix), data under <paramref name="directory"/>,
+    /// with a 1 s heartbeat and a 4 s heartbeat timeout so offline shows within seconds.</summary>
+    public static Task<CoordinatorProcess> StartOnPostgresAsync(PostgresDatabase postgres, TempDirectory directory) =>
+        StartAsync(new()
+        {
+            ["ConnectionStrings:Postgres"] = postgres.ConnectionString,
+            ["ConnectionStrings:Redis"] = TestServices.Redis,
+            ["Fleet:Redis:KeyPrefix"] = TestServices.UniqueName("e2e") + ":",
+            ["Fleet:DataDirectory"] = directory.Combine("coordinator"),
+            ["Fleet:Agents:HeartbeatInterval"] = "00:00:01",
+            ["Fleet:Agents:HeartbeatTimeout"] = "00:00:04",
+        }, directory.Path);
+
     public async Task StartAsync()
     {
         var env = settings.ToDictionary(kv => kv.Key.Replace(":", "__", StringComparison.Ordinal), kv => kv.Value);
