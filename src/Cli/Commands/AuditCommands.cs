@@ -390,25 +390,9 @@ internal static partial class AuditCommands
 
     private const double MaxDays = 365_000;
 
-    /// <summary>
-    /// A positive duration in the <see cref="DurationText"/> syntax, plus a leading day count: "30d", "1d12h".
-    /// A remainder after the days needs its unit ("1d5" is rejected, not read as 1d5s).
-    /// </summary>
-    internal static bool TryParseAge(string text, out TimeSpan value)
-    {
-        value = TimeSpan.Zero;
-        var s = text.Trim().ToLowerInvariant();
-        var dayUnit = s.IndexOf('d', StringComparison.Ordinal);
-        if (dayUnit < 0) return DurationText.TryParse(s, out value) && value > TimeSpan.Zero;
-
-        var number = s.AsSpan(0, dayUnit);
-        if (number.IsEmpty || !double.TryParse(number, NumberStyles.AllowDecimalPoint, CultureInfo.InvariantCulture, out var days) || days > MaxDays) return false;
-        var rest = s[(dayUnit + 1)..];
-        var remainder = TimeSpan.Zero;
-        if (rest.Length > 0 && (!rest.Any(char.IsAsciiLetter) || !DurationText.TryParse(rest, out remainder))) return false;
-        value = TimeSpan.FromDays(days) + remainder;
-        return value > TimeSpan.Zero;
-    }
+    /// <summary>A positive duration (the shared syntax, days included: "30d", "1d12h"), at most <see cref="MaxDays"/> days.</summary>
+    internal static bool TryParseAge(string text, out TimeSpan value) =>
+        DurationText.TryParse(text, out value) && value > TimeSpan.Zero && value.TotalDays <= MaxDays;
 
     // A date, optionally with a time (minutes, seconds, fraction) and a zone: 2025-03-14, 2025-03-14T15:00, 2025-03-14T15:00:00.5+01:00.
     [GeneratedRegex(@"^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d{1,7})?)?(Z|[+-]\d{2}:\d{2})?)?$", RegexOptions.IgnoreCase | RegexOptions.CultureInvariant)]

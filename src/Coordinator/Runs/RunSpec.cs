@@ -44,37 +44,8 @@ static partial class RunSpec
         return value.Seconds >= (long)max.TotalSeconds ? max : TimeSpan.FromSeconds(value.Seconds) + TimeSpan.FromTicks(value.Nanos / 100);
     }
 
-    /// <summary>Parses "30s", "10m", "1h30m", "2d"; false for anything else, including a total no TimeSpan holds.</summary>
-    public static bool TryDuration(string text, out TimeSpan value)
-    {
-        value = TimeSpan.Zero;
-        var matches = DurationPart().Matches(text.Trim());
-        if (matches.Count == 0 || matches.Sum(m => m.Length) != text.Trim().Length) return false;
-        long totalMs = 0;
-        try
-        {
-            foreach (Match m in matches)
-            {
-                if (!long.TryParse(m.Groups[1].Value, NumberStyles.None, CultureInfo.InvariantCulture, out var n) || n > 1_000_000) return false;
-                var unitMs = m.Groups[2].Value switch
-                {
-                    "ms" => 1L,
-                    "s" => 1_000L,
-                    "m" => 60_000L,
-                    "h" => 3_600_000L,
-                    _ => 86_400_000L,
-                };
-                totalMs = checked(totalMs + checked(n * unitMs));
-            }
-            if (totalMs > (long)TimeSpan.MaxValue.TotalMilliseconds) return false;
-        }
-        catch (OverflowException)
-        {
-            return false;
-        }
-        value = TimeSpan.FromMilliseconds(totalMs);
-        return true;
-    }
+    /// <summary>The shared duration syntax ("30s", "10m", "1h30m", "2d"): the agent parses task parameters the same way.</summary>
+    public static bool TryDuration(string text, out TimeSpan value) => Fleet.Protocol.Durations.TryParse(text, out value);
 
     /// <summary>"30d", "7d", "5m": the largest whole unit.</summary>
     public static string Format(TimeSpan value) =>
@@ -151,9 +122,6 @@ static partial class RunSpec
         ParameterSchema.Types.Type.Duration => "duration such as 30s, 10m or 2h",
         _ => "value",
     };
-
-    [GeneratedRegex(@"(\d+)(ms|s|m|h|d)")]
-    private static partial Regex DurationPart();
 
     [GeneratedRegex(@"^(\d{1,9})(%)?$")]
     private static partial Regex LimitPattern();
