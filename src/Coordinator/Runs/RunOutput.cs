@@ -119,19 +119,38 @@ public sealed partial class RunOutput(IDbContextFactory<FleetDbContext> dbFactor
     /// <summary>The invocation's full output as stored: from the blob once finalized, else from the staged chunks.</summary>
     public async IAsyncEnumerable<ReadOnlyMemory<byte>> ReadAsync(InvocationRecord invocation, [System.Runtime.CompilerServices.EnumeratorCancellation] CancellationToken cancellationToken)
     {
-        if (invocation.OutputBlobKey is { } key)
+        var key = invocation.OutputBlobKey;
+        if (key is null)
         {
-            await using var stream = await blobs.OpenReadAsync(key, cancellationToken)
-                ?? throw new InvalidOperationException($"the output blob '{key}' of invocation '{invocation.Id}' is missing");
-            var buffer = new byte[ReadPiece];
-            int read;
-            while ((read = await stream.ReadAsync(buffer, cancellationToken)) > 0)
-                yield return buffer.AsMemory(0, read).ToArray();
-            yield break;
+            // Not finalized when the caller looked. PostgreSQL: the key check and the chunks in one snapshot, so a
+            // finalizer that deletes the chunks meanwhile cannot truncate this read. SQLite: no transaction (it would
+            // take the write lock for as long as the client downloads); the chunk query is a snapshot by itself, and
+            // if the chunks were gone before it started, the blob is there instead.
+            await using var db = dbFactory.CreateDbContext();
+            await using var snapshot = db.Database.IsNpgsql()
+                ? await db.Database.BeginTransactionAsync(System.Data.IsolationLevel.RepeatableRead, cancellationToken)
+                : null;
+            var id = invocation.Id;
+            key = await db.Invocations.AsNoTracking().Where(i => i.Id == id).Select(i => i.OutputBlobKey).SingleOrDefaultAsync(cancellationToken);
+            if (key is null)
+            {
+                var any = false;
+                await foreach (var piece in ReadChunksAsync(db, id, cancellationToken))
+                {
+                    any = true;
+                    yield return piece;
+                }
+                if (any || snapshot is not null) yield break;
+                key = await db.Invocations.AsNoTracking().Where(i => i.Id == id).Select(i => i.OutputBlobKey).SingleOrDefaultAsync(cancellationToken);
+                if (key is null) yield break;
+            }
         }
-        await using var db = dbFactory.CreateDbContext();
-        await foreach (var piece in ReadChunksAsync(db, invocation.Id, cancellationToken))
-            yield return piece;
+        await using var stream = await blobs.OpenReadAsync(key, cancellationToken)
+            ?? throw new InvalidOperationException($"the output blob '{key}' of invocation '{invocation.Id}' is missing");
+        var buffer = new byte[ReadPiece];
+        int read;
+        while ((read = await stream.ReadAsync(buffer, cancellationToken)) > 0)
+            yield return buffer.AsMemory(0, read).ToArray();
     }
 
     [LoggerMessage(Level = LogLevel.Debug, Message = "Outputs of {Count} invocations without output finalized")]
