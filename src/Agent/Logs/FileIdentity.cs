@@ -17,11 +17,25 @@ namespace Fleet.Agent.Logs;
 /// complete or it reaches <see cref="FingerprintBytes"/> bytes (a file holding only an unterminated short line waits).
 /// </para>
 /// </summary>
-public readonly record struct FileIdentity(ulong Device, ulong Inode, ulong Fingerprint)
+public readonly record struct FileIdentity(ulong Device, ulong Inode, ulong Fingerprint, int Generation = 0)
 {
     public const int FingerprintBytes = 256;
 
-    public override string ToString() => string.Create(CultureInfo.InvariantCulture, $"{Device:x}:{Inode:x}:{Fingerprint:x16}");
+    /// <summary>"DEV:INODE:FINGERPRINT", plus ":gN" after the Nth truncation that left the same first line (copytruncate
+    /// of a file whose first line repeats): the offsets start again at 0, so the id must differ from the last one's.</summary>
+    public override string ToString() => Generation == 0 ? BaseId : string.Create(CultureInfo.InvariantCulture, $"{BaseId}:g{Generation}");
+
+    /// <summary>The id without the generation.</summary>
+    public string BaseId => string.Create(CultureInfo.InvariantCulture, $"{Device:x}:{Inode:x}:{Fingerprint:x16}");
+
+    /// <summary>The generation of an id of this file (0 for the base id), or null when <paramref name="fileId"/> is another file's.</summary>
+    public int? GenerationOf(string fileId)
+    {
+        var baseId = BaseId;
+        if (fileId == baseId) return 0;
+        if (!fileId.StartsWith(baseId + ":g", StringComparison.Ordinal)) return null;
+        return int.TryParse(fileId.AsSpan(baseId.Length + 2), NumberStyles.None, CultureInfo.InvariantCulture, out var n) ? n : null;
+    }
 
     /// <summary>Same device and inode (the fingerprint may differ: reuse or truncation).</summary>
     public bool SameInode(FileIdentity other) => Device == other.Device && Inode == other.Inode;

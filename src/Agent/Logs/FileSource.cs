@@ -165,18 +165,27 @@ public sealed partial class FileSource : IDisposable
         if (file.Identity is not null) return true;
         if (FileIdentity.ReadFingerprint(file.Handle) is not { } fingerprint) return false;
         var identity = new FileIdentity(file.Device, file.Inode, fingerprint);
-        file.Identity = identity;
-        file.FileId = identity.ToString();
         var length = RandomAccess.GetLength(file.Handle);
         long start;
-        if (checkpoints.Find(source.Name, file.FileId) is { } checkpoint)
+        if (truncated && file.PreviousIdentity is { } previous && previous.BaseId == identity.BaseId)
         {
-            if (checkpoint.Offset <= length) start = checkpoint.Offset;
+            // Truncated and refilled with the same first line: a new generation, so its offsets (from 0 again) are
+            // not taken for the ones already stored.
+            identity = identity with { Generation = previous.Generation + 1 };
+            checkpoints.Remove(source.Name, previous.ToString());
+            start = 0;
+        }
+        else if (checkpoints.FindLatest(source.Name, identity) is { } latest)
+        {
+            identity = identity with { Generation = latest.Generation };
+            if (latest.Checkpoint.Offset <= length) start = latest.Checkpoint.Offset;
             else
             {
-                LogCheckpointPastEnd(source.Name, file.Path, checkpoint.Offset, length);
+                // Shorter than where we were: truncated while the agent was not looking.
+                LogCheckpointPastEnd(source.Name, file.Path, latest.Checkpoint.Offset, length);
                 counters.CheckpointDiscarded();
-                checkpoints.Remove(source.Name, file.FileId);
+                checkpoints.Remove(source.Name, identity.ToString());
+                identity = identity with { Generation = latest.Generation + 1 };
                 start = 0;
             }
         }
@@ -184,7 +193,7 @@ public sealed partial class FileSource : IDisposable
         {
             if (checkpoints.FindOtherFingerprint(source.Name, identity) is { } other)
             {
-                LogCheckpointOtherFile(source.Name, file.Path, other.FileId, file.FileId);
+                LogCheckpointOtherFile(source.Name, file.Path, other.FileId, identity.ToString());
                 counters.CheckpointDiscarded();
                 checkpoints.Remove(source.Name, other.FileId);
             }
@@ -192,8 +201,11 @@ public sealed partial class FileSource : IDisposable
             var atEnd = !truncated && (source.StartAt == LogStartAt.End || (source.StartAt == LogStartAt.Default && existedAtFirstStart));
             start = atEnd ? LastLineEnd(file.Handle, length) : 0;
             if (atEnd)
-                checkpoints.Apply([CheckpointMark.File(source.Name, file.FileId, file.Path, start)], 0);
+                checkpoints.Apply([CheckpointMark.File(source.Name, identity.ToString(), file.Path, start)], 0);
         }
+        file.Identity = identity;
+        file.FileId = identity.ToString();
+        file.PreviousIdentity = null;
         file.ReadPosition = start;
         file.LineStart = start;
         return true;
@@ -223,6 +235,7 @@ public sealed partial class FileSource : IDisposable
         counters.Truncated();
         FlushEntry(file);
         file.Partial.Clear();
+        file.PreviousIdentity = file.Identity ?? file.PreviousIdentity;
         file.Identity = null;
         file.ReadPosition = 0;
         file.LineStart = 0;
@@ -359,6 +372,8 @@ public sealed partial class FileSource : IDisposable
         public ulong Device { get; } = device;
         public ulong Inode { get; } = inode;
         public FileIdentity? Identity { get; set; }
+        /// <summary>The identity before the last truncation, until the file is identified again.</summary>
+        public FileIdentity? PreviousIdentity { get; set; }
         public string? FileId { get; set; }
         /// <summary>Next byte to read.</summary>
         public long ReadPosition { get; set; }

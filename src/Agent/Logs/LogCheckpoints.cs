@@ -62,12 +62,25 @@ public sealed class LogCheckpoints
         lock (gate) return doc.Files.FirstOrDefault(f => f.Source == source && f.FileId == fileId);
     }
 
+    /// <summary>The checkpoint of this file in its latest generation (see <see cref="FileIdentity.Generation"/>), if any.</summary>
+    public (FileCheckpoint Checkpoint, int Generation)? FindLatest(string source, FileIdentity identity)
+    {
+        lock (gate)
+            return doc.Files
+                .Where(f => f.Source == source)
+                .Select(f => (Checkpoint: f, Generation: identity.GenerationOf(f.FileId)))
+                .Where(f => f.Generation is not null)
+                .OrderByDescending(f => f.Generation)
+                .Select(f => ((FileCheckpoint, int)?)(f.Checkpoint, f.Generation!.Value))
+                .FirstOrDefault();
+    }
+
     /// <summary>A checkpoint of the same device and inode with another fingerprint (a reused inode or a rewritten file).</summary>
     public FileCheckpoint? FindOtherFingerprint(string source, FileIdentity identity)
     {
-        var prefix = identity.ToString();
+        var prefix = identity.BaseId;
         prefix = prefix[..(prefix.LastIndexOf(':') + 1)];
-        lock (gate) return doc.Files.FirstOrDefault(f => f.Source == source && f.FileId.StartsWith(prefix, StringComparison.Ordinal) && f.FileId != identity.ToString());
+        lock (gate) return doc.Files.FirstOrDefault(f => f.Source == source && f.FileId.StartsWith(prefix, StringComparison.Ordinal) && identity.GenerationOf(f.FileId) is null);
     }
 
     public void Remove(string source, string fileId)

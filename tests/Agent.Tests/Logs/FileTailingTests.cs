@@ -96,6 +96,35 @@ public sealed class FileTailingTests
     }
 
     [Fact]
+    public async Task CopyTruncate_WithTheSameFirstLine_IsANewGeneration_AndKeepsItAcrossARestart()
+    {
+        await using var h = new LogHarness();
+        h.Options.Logs.Sources.Add(LogHarness.FileSource("app", h.LogDirectory + "/*.log"));
+        await h.StartAsync();
+        var path = h.Log("app.log");
+        LogHarness.Append(path, "# app log", "first a", "first b");
+        var before = (await h.ShippedAsync("first b")).Single(e => e.Message == "first a");
+
+        using (var stream = new FileStream(path, FileMode.Open, FileAccess.Write, FileShare.ReadWrite))
+            stream.SetLength(0);
+        LogHarness.Append(path, "# app log", "second a");
+
+        var shipped = await h.ShippedAsync("second a");
+        var header = shipped.Last(e => e.Message == "# app log");
+        Assert.Equal(0UL, header.Offset);
+        Assert.Equal(before.FileId + ":g1", header.FileId); // same first line, but never taken for the old offsets
+        var secondA = shipped.Single(e => e.Message == "second a");
+        Assert.Equal(before.Offset, secondA.Offset); // the very offset "first a" had: only the generation tells them apart
+
+        await h.StopAsync();
+        LogHarness.Append(path, "second b");
+        await h.StartAsync();
+        var afterRestart = (await h.ShippedAsync("second b")).Single(e => e.Message == "second b");
+        Assert.Equal(header.FileId, afterRestart.FileId);
+        Assert.Single(h.Shipped, e => e.Message == "second a"); // resumed from the checkpoint, not re-read
+    }
+
+    [Fact]
     public async Task InodeReuse_DeleteAndCreate_IsANewFileReadFromZero()
     {
         await using var h = new LogHarness();
