@@ -1,7 +1,9 @@
 using System.CommandLine;
 using System.CommandLine.Invocation;
 using System.CommandLine.Parsing;
-using Fleet.Cli.Commands;
+using Fleet.Cli.Agents;
+using Fleet.Cli.Audit;
+using Fleet.Cli.Metrics;
 using Fleet.Cli.Infrastructure;
 using Fleet.Cli.Logs;
 using Fleet.Cli.Runs;
@@ -44,7 +46,7 @@ internal static class Cli
         }
     }
 
-    /// <summary>The command tree. Each feature contributes its builders, from <c>Commands/&lt;Feature&gt;Commands.cs</c> or its own folder (<c>Runs/</c>).</summary>
+    /// <summary>The command tree. Each feature contributes its builders, from its own folder (<c>Agents/</c>, <c>Audit/</c>, <c>Metrics/</c>, <c>Runs/</c>, <c>Logs/</c>).</summary>
     internal static RootCommand BuildRoot(CliContext context)
     {
         var root = new RootCommand("fleetctl: operate the fleet through the coordinator's ops API");

@@ -22,7 +22,7 @@ public sealed class FakeCoordinator : FakeGrpcServer
 
 public sealed record ReceivedCall(string Method, string? User, DateTime Deadline, ListAgentsRequest? ListRequest);
 
-public sealed class FakeAgentsService(IEnumerable<Agent> agents) : Agents.AgentsBase
+public sealed class FakeAgentsService(IEnumerable<Agent> agents) : Fleet.Protocol.V1.Agents.AgentsBase
 {
     private readonly ConcurrentDictionary<string, Agent> _agents = new(agents.Select(a => KeyValuePair.Create(a.Id, a.Clone())));
 

@@ -2,7 +2,6 @@ using System.CommandLine;
 using System.CommandLine.Parsing;
 using System.Globalization;
 using System.Text;
-using Fleet.Cli.Commands;
 using Fleet.Cli.Infrastructure;
 using Fleet.Cli.Output;
 using Fleet.Protocol.V1;
@@ -162,7 +161,7 @@ internal static class LogsCommand
     private static TimeSpan? ParseAge(ArgumentResult result, string option)
     {
         var raw = result.Tokens[^1].Value;
-        if (AuditCommands.TryParseAge(raw, out var value)) return value;
+        if (DurationText.TryParseAge(raw, out var value)) return value;
         result.AddError($"invalid {option} value '{raw}': expected a positive duration such as 90m, 24h or 30d");
         return null;
     }
@@ -173,7 +172,7 @@ internal static class LogsCommand
     private static Until? ParseUntil(ArgumentResult result)
     {
         var raw = result.Tokens[^1].Value.Trim();
-        if (AuditCommands.TryParseAge(raw, out var ago)) return new Until(null, ago);
+        if (DurationText.TryParseAge(raw, out var ago)) return new Until(null, ago);
         if (raw.Length >= 10 && char.IsAsciiDigit(raw[0])
             && DateTimeOffset.TryParse(raw, CultureInfo.InvariantCulture, DateTimeStyles.AssumeUniversal | DateTimeStyles.AdjustToUniversal, out var time))
             return new Until(time, TimeSpan.Zero);

@@ -1,4 +1,3 @@
-using Fleet.Cli.Commands;
 using Fleet.Testing;
 
 namespace Fleet.Cli.Tests.Audit;
@@ -107,7 +106,7 @@ public sealed class AuditUsageTests
     [InlineData("2d30m", 2 * 24 * 60 + 30)]
     public void Ages_accept_days_on_top_of_the_duration_syntax(string text, int minutes)
     {
-        Assert.True(AuditCommands.TryParseAge(text, out var value));
+        Assert.True(DurationText.TryParseAge(text, out var value));
         Assert.Equal(TimeSpan.FromMinutes(minutes), value);
     }
 

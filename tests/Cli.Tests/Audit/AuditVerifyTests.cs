@@ -1,5 +1,5 @@
 using System.Text.Json;
-using Fleet.Cli.Commands;
+using Fleet.Cli.Audit;
 using Fleet.Protocol.V1;
 using Fleet.Testing;
 

@@ -1,4 +1,4 @@
-using Fleet.Cli.Commands;
+using Fleet.Cli.Metrics;
 using Fleet.Cli.Output;
 
 namespace Fleet.Cli.Tests.Metrics;

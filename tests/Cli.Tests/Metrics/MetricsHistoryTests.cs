@@ -211,5 +211,5 @@ public sealed class MetricsHistoryTests : IAsyncLifetime
         Assert.StartsWith("No cpu.usge samples from web-02 (a-web2) in the last 1h. Agents send: cpu.usage, ", line);
     }
 
-    private static bool AuditCommandsAge(string text, out TimeSpan value) => Fleet.Cli.Commands.AuditCommands.TryParseAge(text, out value);
+    private static bool AuditCommandsAge(string text, out TimeSpan value) => Fleet.Cli.DurationText.TryParseAge(text, out value);
 }

@@ -9,7 +9,7 @@ using Fleet.Protocol.V1;
 using Google.Protobuf.WellKnownTypes;
 using Grpc.Core;
 
-namespace Fleet.Cli.Commands;
+namespace Fleet.Cli.Audit;
 
 /// <summary><c>fleetctl audit list|verify|export</c>: the coordinator's hash-chained audit trail.</summary>
 internal static partial class AuditCommands
@@ -53,7 +53,7 @@ internal static partial class AuditCommands
         {
             var request = filters.ToRequest(parse, session.Time.GetUtcNow());
             request.NewestFirst = true;
-            var client = new Audit.AuditClient(session.CallInvoker);
+            var client = new Fleet.Protocol.V1.Audit.AuditClient(session.CallInvoker);
             var events = await ListAsync(client, request, parse.GetValue(limit), ct);
 
             if (parse.GetValue(json))
@@ -80,7 +80,7 @@ internal static partial class AuditCommands
         return list;
     }
 
-    private static Task<List<AuditEvent>> ListAsync(Audit.AuditClient client, ListAuditEventsRequest request, int limit, CancellationToken ct) =>
+    private static Task<List<AuditEvent>> ListAsync(Fleet.Protocol.V1.Audit.AuditClient client, ListAuditEventsRequest request, int limit, CancellationToken ct) =>
         Paging.TakeAsync(async (size, token) =>
         {
             request.PageSize = size;
@@ -97,7 +97,7 @@ internal static partial class AuditCommands
             + "A long chain may need a larger --timeout") { json };
         verify.SetAction((parse, ct) => context.CallCoordinatorAsync(parse, async session =>
         {
-            var client = new Audit.AuditClient(session.CallInvoker);
+            var client = new Fleet.Protocol.V1.Audit.AuditClient(session.CallInvoker);
             var response = await client.VerifyAuditAsync(new VerifyAuditRequest(), cancellationToken: ct);
             if (parse.GetValue(json))
             {
@@ -179,7 +179,7 @@ internal static partial class AuditCommands
         {
             var request = filters.ToRequest(parse, session.Time.GetUtcNow());
             request.NewestFirst = false;
-            var client = new Audit.AuditClient(session.CallInvoker);
+            var client = new Fleet.Protocol.V1.Audit.AuditClient(session.CallInvoker);
             var chosen = parse.GetValue(format) ?? ExportFormat.Jsonl;
             if (parse.GetValue(output) is not { } file)
             {
@@ -195,7 +195,7 @@ internal static partial class AuditCommands
     /// Writes to a temporary file next to the target and renames it over the target once the stream has ended,
     /// so the target is never half-written: it is either the old file (or absent) or the complete export.
     /// </summary>
-    private static async Task<int> ExportToFileAsync(Audit.AuditClient client, ListAuditEventsRequest request, ExportFormat format,
+    private static async Task<int> ExportToFileAsync(Fleet.Protocol.V1.Audit.AuditClient client, ListAuditEventsRequest request, ExportFormat format,
         string file, TextWriter error, CancellationToken ct)
     {
         var target = Path.GetFullPath(file);
@@ -234,7 +234,7 @@ internal static partial class AuditCommands
     /// Streams the export into <paramref name="writer"/>. No deadline: the call interceptor applies --timeout to
     /// unary calls only, and an export runs as long as it has rows to send.
     /// </summary>
-    private static async Task<long> ExportAsync(Audit.AuditClient client, ListAuditEventsRequest request, ExportFormat format,
+    private static async Task<long> ExportAsync(Fleet.Protocol.V1.Audit.AuditClient client, ListAuditEventsRequest request, ExportFormat format,
         TextWriter writer, Func<long, Task>? progress, CancellationToken ct)
     {
         using var call = client.ExportAuditEvents(request, cancellationToken: ct);
@@ -383,16 +383,11 @@ internal static partial class AuditCommands
     private static TimeSpan? ParseSince(ArgumentResult result)
     {
         var raw = result.Tokens[^1].Value;
-        if (TryParseAge(raw, out var value)) return value;
+        if (DurationText.TryParseAge(raw, out var value)) return value;
         result.AddError($"invalid --since value '{raw}': expected a positive duration such as 90m, 24h or 30d");
         return null;
     }
 
-    private const double MaxDays = 365_000;
-
-    /// <summary>A positive duration (the shared syntax, days included: "30d", "1d12h"), at most <see cref="MaxDays"/> days.</summary>
-    internal static bool TryParseAge(string text, out TimeSpan value) =>
-        DurationText.TryParse(text, out value) && value > TimeSpan.Zero && value.TotalDays <= MaxDays;
 
     // A date, optionally with a time (minutes, seconds, fraction) and a zone: 2025-03-14, 2025-03-14T15:00, 2025-03-14T15:00:00.5+01:00.
     [GeneratedRegex(@"^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d{1,7})?)?(Z|[+-]\d{2}:\d{2})?)?$", RegexOptions.IgnoreCase | RegexOptions.CultureInvariant)]

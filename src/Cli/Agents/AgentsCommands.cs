@@ -5,7 +5,7 @@ using Fleet.Cli.Output;
 using Fleet.Protocol.V1;
 using Google.Protobuf.WellKnownTypes;
 
-namespace Fleet.Cli.Commands;
+namespace Fleet.Cli.Agents;
 
 /// <summary><c>fleetctl agents list|show|remove</c>: the agents the coordinator knows.</summary>
 internal static class AgentsCommands
@@ -33,7 +33,7 @@ internal static class AgentsCommands
         list.SetAction((parse, ct) => context.CallCoordinatorAsync(parse, async session =>
         {
             var wanted = parse.GetValue(status);
-            var client = new Agents.AgentsClient(session.CallInvoker);
+            var client = new Fleet.Protocol.V1.Agents.AgentsClient(session.CallInvoker);
             var response = await client.ListAgentsAsync(new ListAgentsRequest { Status = wanted }, cancellationToken: ct);
 
             var sorted = response.Agents
@@ -77,7 +77,7 @@ internal static class AgentsCommands
         show.Aliases.Add("get");
         show.SetAction((parse, ct) => context.CallCoordinatorAsync(parse, async session =>
         {
-            var client = new Agents.AgentsClient(session.CallInvoker);
+            var client = new Fleet.Protocol.V1.Agents.AgentsClient(session.CallInvoker);
             var agent = await client.GetAgentAsync(new GetAgentRequest { Id = parse.GetRequiredValue(id) }, cancellationToken: ct);
             if (parse.GetValue(json))
             {
@@ -99,7 +99,7 @@ internal static class AgentsCommands
         remove.Aliases.Add("rm");
         remove.SetAction((parse, ct) => context.CallCoordinatorAsync(parse, async session =>
         {
-            var client = new Agents.AgentsClient(session.CallInvoker);
+            var client = new Fleet.Protocol.V1.Agents.AgentsClient(session.CallInvoker);
             var requested = parse.GetRequiredValue(id);
             var response = await client.RemoveAgentAsync(new RemoveAgentRequest { Id = requested }, cancellationToken: ct);
             var removed = response.Id.Length > 0 ? response.Id : requested;

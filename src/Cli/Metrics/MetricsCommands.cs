@@ -1,3 +1,4 @@
+using Fleet.Cli.Agents;
 using System.CommandLine;
 using System.CommandLine.Parsing;
 using System.Globalization;
@@ -7,7 +8,7 @@ using Fleet.Protocol.V1;
 using Google.Protobuf.WellKnownTypes;
 using Grpc.Core;
 
-namespace Fleet.Cli.Commands;
+namespace Fleet.Cli.Metrics;
 
 /// <summary><c>fleetctl top</c> (the fleet at a glance) and <c>fleetctl metrics HOST NAME</c> (one metric's recent history on one host).</summary>
 internal static class MetricsCommands
@@ -63,7 +64,7 @@ internal static class MetricsCommands
         });
         top.SetAction((parse, ct) => context.CallCoordinatorAsync(parse, async session =>
         {
-            var client = new Metrics.MetricsClient(session.CallInvoker);
+            var client = new Fleet.Protocol.V1.Metrics.MetricsClient(session.CallInvoker);
             var asJson = parse.GetValue(json);
             var request = new GetLatestMetricsRequest();
             if (!asJson) request.Names.AddRange(TopNames);
@@ -229,7 +230,7 @@ internal static class MetricsCommands
         });
         metrics.SetAction((parse, ct) => context.CallCoordinatorAsync(parse, async session =>
         {
-            var agent = await ResolveAgentAsync(new Agents.AgentsClient(session.CallInvoker), parse.GetRequiredValue(host).Trim(), context.Environment.Error, ct);
+            var agent = await ResolveAgentAsync(new Fleet.Protocol.V1.Agents.AgentsClient(session.CallInvoker), parse.GetRequiredValue(host).Trim(), context.Environment.Error, ct);
             if (agent is null) return ExitCodes.Failure;
 
             var metricName = parse.GetRequiredValue(name).Trim();
@@ -246,7 +247,7 @@ internal static class MetricsCommands
                 To = Timestamp.FromDateTimeOffset(now),
                 StepSeconds = stepSeconds,
             };
-            var response = await new Metrics.MetricsClient(session.CallInvoker).QueryMetricsAsync(request, cancellationToken: ct);
+            var response = await new Fleet.Protocol.V1.Metrics.MetricsClient(session.CallInvoker).QueryMetricsAsync(request, cancellationToken: ct);
             if (parse.GetValue(json))
             {
                 ProtoJson.Write(session.Out, response);
@@ -285,7 +286,7 @@ internal static class MetricsCommands
     }
 
     /// <summary>An agent ID wins; otherwise the one agent with that hostname (case-insensitive). Anything else is reported and yields null.</summary>
-    private static async Task<Agent?> ResolveAgentAsync(Agents.AgentsClient client, string host, TextWriter error, CancellationToken ct)
+    private static async Task<Agent?> ResolveAgentAsync(Fleet.Protocol.V1.Agents.AgentsClient client, string host, TextWriter error, CancellationToken ct)
     {
         var agents = (await client.ListAgentsAsync(new ListAgentsRequest(), cancellationToken: ct)).Agents;
         if (agents.FirstOrDefault(a => a.Id == host) is { } byId) return byId;
@@ -387,7 +388,7 @@ internal static class MetricsCommands
     {
         if (result.Tokens.Count == 0) return DefaultWatch;
         var raw = result.Tokens[^1].Value;
-        if (AuditCommands.TryParseAge(raw, out var value) && value >= MinWatch) return value;
+        if (DurationText.TryParseAge(raw, out var value) && value >= MinWatch) return value;
         result.AddError($"invalid --watch value '{raw}': expected an interval of at least {DurationText.Format(MinWatch)}, such as 2s or 1m");
         return DefaultWatch;
     }
@@ -403,7 +404,7 @@ internal static class MetricsCommands
     private static TimeSpan? ParseSince(ArgumentResult result)
     {
         var raw = result.Tokens[^1].Value;
-        if (AuditCommands.TryParseAge(raw, out var value)) return value;
+        if (DurationText.TryParseAge(raw, out var value)) return value;
         result.AddError($"invalid --since value '{raw}': expected a positive duration such as 15m, 6h or 7d");
         return null;
     }
@@ -411,7 +412,7 @@ internal static class MetricsCommands
     private static TimeSpan? ParseStep(ArgumentResult result)
     {
         var raw = result.Tokens[^1].Value;
-        if (AuditCommands.TryParseAge(raw, out var value) && value.Ticks % TimeSpan.TicksPerSecond == 0 && value.TotalSeconds <= MaxStepSeconds) return value;
+        if (DurationText.TryParseAge(raw, out var value) && value.Ticks % TimeSpan.TicksPerSecond == 0 && value.TotalSeconds <= MaxStepSeconds) return value;
         result.AddError($"invalid --step value '{raw}': expected whole seconds from 1s to 24h, such as 10s, 5m or 1h");
         return null;
     }
