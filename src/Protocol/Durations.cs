@@ -41,6 +41,14 @@ public static class Durations
         return TryFromMilliseconds(totalMs, out duration);
     }
 
+    /// <summary>The canonical text: the largest whole unit, "30d", "2h", "90m", "45s", "250ms" (parses back to the same value).</summary>
+    public static string Format(TimeSpan value) =>
+        value.TotalDays >= 1 && value.TotalDays % 1 == 0 ? string.Create(CultureInfo.InvariantCulture, $"{value.TotalDays:0}d")
+        : value.TotalHours >= 1 && value.TotalHours % 1 == 0 ? string.Create(CultureInfo.InvariantCulture, $"{value.TotalHours:0}h")
+        : value.TotalMinutes >= 1 && value.TotalMinutes % 1 == 0 ? string.Create(CultureInfo.InvariantCulture, $"{value.TotalMinutes:0}m")
+        : value.TotalSeconds >= 1 && value.TotalSeconds % 1 == 0 ? string.Create(CultureInfo.InvariantCulture, $"{value.TotalSeconds:0}s")
+        : string.Create(CultureInfo.InvariantCulture, $"{value.TotalMilliseconds:0.###}ms");
+
     static bool TryFromMilliseconds(double ms, out TimeSpan duration)
     {
         duration = TimeSpan.Zero;

@@ -79,7 +79,7 @@ public sealed class LocalPolicy
             foreach (var s in r.Services ?? [])
                 if (string.IsNullOrWhiteSpace(s)) Fail($"{at}.services", "a service name is empty");
             var verifyTimeout = TimeSpan.FromSeconds(30);
-            if (r.VerifyTimeout is not null && (!DurationText.TryParse(r.VerifyTimeout, out verifyTimeout) || verifyTimeout <= TimeSpan.Zero))
+            if (r.VerifyTimeout is not null && (!Fleet.Protocol.Durations.TryParse(r.VerifyTimeout, out verifyTimeout) || verifyTimeout <= TimeSpan.Zero))
                 Fail($"{at}.verifyTimeout", $"'{r.VerifyTimeout}' is not a positive duration (e.g. 30s, 2m)");
             var commands = new Dictionary<string, AppCommand>(StringComparer.Ordinal);
             foreach (var (commandName, c) in r.Commands ?? [])
@@ -90,7 +90,7 @@ public sealed class LocalPolicy
                 TimeSpan? timeout = null;
                 if (c.Timeout is not null)
                 {
-                    if (!DurationText.TryParse(c.Timeout, out var t) || t <= TimeSpan.Zero) Fail($"{cat}.timeout", $"'{c.Timeout}' is not a positive duration (e.g. 30s, 5m)");
+                    if (!Fleet.Protocol.Durations.TryParse(c.Timeout, out var t) || t <= TimeSpan.Zero) Fail($"{cat}.timeout", $"'{c.Timeout}' is not a positive duration (e.g. 30s, 5m)");
                     timeout = t;
                 }
                 commands[commandName] = new AppCommand(commandName, argv, c.WorkingDirectory, timeout,

@@ -42,7 +42,7 @@ public sealed class TaskParameters
 
     public bool? Bool(string name) => values.TryGetValue(name, out var v) ? ParseBool(v) : null;
 
-    public TimeSpan? Duration(string name) => values.TryGetValue(name, out var v) && DurationText.TryParse(v, out var d) ? d : null;
+    public TimeSpan? Duration(string name) => values.TryGetValue(name, out var v) && Fleet.Protocol.Durations.TryParse(v, out var d) ? d : null;
 
     /// <summary>Checks <paramref name="given"/> against <paramref name="descriptor"/>.</summary>
     /// <exception cref="TaskParameterException">The first problem found.</exception>
@@ -69,7 +69,7 @@ public sealed class TaskParameters
             {
                 ParamType.Int => long.TryParse(value, NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out _) ? null : $"'{shown}' is not an integer",
                 ParamType.Bool => ParseBool(value) is null ? $"'{shown}' is not true or false" : null,
-                ParamType.Duration => DurationText.TryParse(value, out var d) && d >= TimeSpan.Zero ? null : $"'{shown}' is not a duration (e.g. 30s, 5m, 1h)",
+                ParamType.Duration => Fleet.Protocol.Durations.TryParse(value, out var d) && d >= TimeSpan.Zero ? null : $"'{shown}' is not a duration (e.g. 30s, 5m, 1h)",
                 ParamType.Path => Path.IsPathRooted(value) && !value.Contains('\0', StringComparison.Ordinal) ? null : $"'{shown}' is not an absolute path",
                 _ => value.Contains('\0', StringComparison.Ordinal) ? $"'{shown}' contains a NUL character" : null,
             };

@@ -266,7 +266,7 @@ public sealed partial class TaskRuntime : IHostedService, IAsyncDisposable
                 if (invocation.Cancel.IsCancellationRequested)
                     outcome = outcome with { Status = TaskStatus.Cancelled, FailureKind = "", Error = invocation.CancelReason ?? "cancelled", Summary = $"cancelled: {invocation.CancelReason}" };
                 else if (timeoutSource.IsCancellationRequested)
-                    outcome = outcome with { Status = TaskStatus.TimedOut, FailureKind = "", Error = $"timed out after {DurationText.Format(timeout)}", Summary = $"timed out after {DurationText.Format(timeout)}" };
+                    outcome = outcome with { Status = TaskStatus.TimedOut, FailureKind = "", Error = $"timed out after {Fleet.Protocol.Durations.Format(timeout)}", Summary = $"timed out after {Fleet.Protocol.Durations.Format(timeout)}" };
             }
             await output.CompleteAsync();
             return Finished(outcome, output.Bytes);

@@ -113,7 +113,7 @@ public sealed partial class RunCreator(
             MaxErrors = request.MaxErrors.Trim(),
             MaxErrorsLimit = maxErrors,
             Canary = (int)request.Canary,
-            DeliveryTimeout = string.IsNullOrWhiteSpace(request.DeliveryTimeout) ? RunSpec.Format(delivery) : request.DeliveryTimeout.Trim(),
+            DeliveryTimeout = string.IsNullOrWhiteSpace(request.DeliveryTimeout) ? Fleet.Protocol.Durations.Format(delivery) : request.DeliveryTimeout.Trim(),
             DeliveryTimeoutMs = (long)delivery.TotalMilliseconds,
             ExecutionTimeout = request.ExecutionTimeout.Trim(),
             ExecutionTimeoutMs = (long)execution.TotalMilliseconds,

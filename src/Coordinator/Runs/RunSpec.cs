@@ -21,7 +21,7 @@ static partial class RunSpec
         if (!TryDuration(text, out var value) || value <= TimeSpan.Zero)
             throw ApiArguments.Invalid($"{field}: '{Shown(text)}' is not a positive duration such as 30s, 10m or 2h");
         if (value > max)
-            throw ApiArguments.Invalid($"{field}: '{Shown(text)}' is more than the maximum of {Format(max)}");
+            throw ApiArguments.Invalid($"{field}: '{Shown(text)}' is more than the maximum of {Fleet.Protocol.Durations.Format(max)}");
         return value;
     }
 
@@ -47,13 +47,6 @@ static partial class RunSpec
     /// <summary>The shared duration syntax ("30s", "10m", "1h30m", "2d"): the agent parses task parameters the same way.</summary>
     public static bool TryDuration(string text, out TimeSpan value) => Fleet.Protocol.Durations.TryParse(text, out value);
 
-    /// <summary>"30d", "7d", "5m": the largest whole unit.</summary>
-    public static string Format(TimeSpan value) =>
-        value.TotalDays >= 1 && value.TotalDays % 1 == 0 ? $"{value.TotalDays:0}d"
-        : value.TotalHours >= 1 && value.TotalHours % 1 == 0 ? $"{value.TotalHours:0}h"
-        : value.TotalMinutes >= 1 && value.TotalMinutes % 1 == 0 ? $"{value.TotalMinutes:0}m"
-        : value.TotalSeconds >= 1 && value.TotalSeconds % 1 == 0 ? $"{value.TotalSeconds:0}s"
-        : $"{value.TotalMilliseconds:0}ms";
 
     static string Shown(string text) => text.Length <= 40 ? text.Trim() : text.Trim()[..40] + "...";
 

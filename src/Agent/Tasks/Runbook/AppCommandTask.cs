@@ -38,7 +38,7 @@ public sealed class AppCommandTask : IAgentTask
         cancellationToken.ThrowIfCancellationRequested();
         var figures = new Dictionary<string, double> { ["command.seconds"] = result.Duration.TotalSeconds, ["command.exit_code"] = result.ExitCode };
         if (limit.IsCancellationRequested)
-            return TaskOutcome.Failed($"{command.Name} exceeded its policy timeout of {DurationText.Format(command.Timeout!.Value)} and was stopped", figures: figures, exitCode: result.ExitCode)
+            return TaskOutcome.Failed($"{command.Name} exceeded its policy timeout of {Fleet.Protocol.Durations.Format(command.Timeout!.Value)} and was stopped", figures: figures, exitCode: result.ExitCode)
                 with { Status = Fleet.Protocol.V1.TaskStatus.TimedOut, FailureKind = "" };
         return result switch
         {

@@ -39,7 +39,7 @@ public sealed class LogsScanTask : IAgentTask
         var since = context.Parameters.Duration("since");
         if (context.DryRun)
         {
-            await context.Output.WriteLineAsync($"would read the last {lines} lines of {path} and the lines matching /{patternText}/{(since is { } s ? $" from the last {DurationText.Format(s)}" : "")}", cancellationToken);
+            await context.Output.WriteLineAsync($"would read the last {lines} lines of {path} and the lines matching /{patternText}/{(since is { } s ? $" from the last {Fleet.Protocol.Durations.Format(s)}" : "")}", cancellationToken);
             return TaskOutcome.Succeeded($"dry run: would scan {path}");
         }
         if (!File.Exists(path)) return TaskOutcome.Failed($"{path}: no such file");

@@ -28,7 +28,7 @@ public sealed class ServiceRestartTask : IAgentTask
         if (context.DryRun)
         {
             await context.Output.WriteLineAsync($"would run: systemctl restart {service}", cancellationToken);
-            await context.Output.WriteLineAsync($"would then verify with {verification} for up to {DurationText.Format(context.Policy.VerifyTimeout)}", cancellationToken);
+            await context.Output.WriteLineAsync($"would then verify with {verification} for up to {Fleet.Protocol.Durations.Format(context.Policy.VerifyTimeout)}", cancellationToken);
             return TaskOutcome.Succeeded($"dry run: would restart {service} and verify with {verification}");
         }
 
@@ -49,7 +49,7 @@ public sealed class ServiceRestartTask : IAgentTask
             var figures = new Dictionary<string, double> { ["verify.attempts"] = attempts, ["verify.seconds"] = context.Time.GetElapsedTime(started).TotalSeconds };
             if (ok) return TaskOutcome.Succeeded($"{service} restarted and verified ({verification})", figures);
             if (context.Time.GetElapsedTime(started) >= context.Policy.VerifyTimeout)
-                return TaskOutcome.Failed($"{service} restarted but not verified within {DurationText.Format(context.Policy.VerifyTimeout)} ({verification}: {last})", figures: figures);
+                return TaskOutcome.Failed($"{service} restarted but not verified within {Fleet.Protocol.Durations.Format(context.Policy.VerifyTimeout)} ({verification}: {last})", figures: figures);
             await Task.Delay(TimeSpan.FromSeconds(1), context.Time, cancellationToken);
         }
     }
