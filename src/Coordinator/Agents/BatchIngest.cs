@@ -2,7 +2,6 @@ using Fleet.Coordinator.Storage;
 using Fleet.Protocol.V1;
 using System.Threading.Channels;
 using Microsoft.EntityFrameworkCore;
-using Microsoft.EntityFrameworkCore.Storage;
 
 namespace Fleet.Coordinator.Agents;
 
@@ -132,28 +131,16 @@ public sealed partial class BatchIngest(IDbContextFactory<FleetDbContext> dbFact
             await StoreOneAsync(p, cancellationToken);
     }
 
-    /// <summary>The dedupe rows of a group: on PostgreSQL one INSERT from arrays (hundreds of rows in one statement), else through EF.</summary>
-    static async Task AddReceivedAsync(FleetDbContext db, List<Pending> fresh, DateTime now, CancellationToken cancellationToken)
-    {
-        if (db.Database.IsNpgsql())
-        {
-            var connection = (Npgsql.NpgsqlConnection)db.Database.GetDbConnection();
-            await using var insert = new Npgsql.NpgsqlCommand(
-                """INSERT INTO received_batches ("AgentId", "Epoch", "Counter", "ReceivedAt") SELECT a, e, c, @now FROM unnest(@agents, @epochs, @counters) AS t(a, e, c)""",
-                connection, (Npgsql.NpgsqlTransaction?)db.Database.CurrentTransaction?.GetDbTransaction());
-            insert.Parameters.AddWithValue("agents", fresh.Select(p => p.AgentId).ToArray());
-            insert.Parameters.AddWithValue("epochs", fresh.Select(p => p.Key.Item2).ToArray());
-            insert.Parameters.AddWithValue("counters", fresh.Select(p => p.Key.Item3).ToArray());
-            insert.Parameters.AddWithValue("now", now);
-            await insert.ExecuteNonQueryAsync(cancellationToken);
-            return;
-        }
-        foreach (var p in fresh)
-        {
-            var (agentId, epoch, counter) = p.Key;
-            db.ReceivedBatches.Add(new ReceivedBatch { AgentId = agentId, Epoch = epoch, Counter = counter, ReceivedAt = now });
-        }
-    }
+    /// <summary>The dedupe rows of a group in one statement (PostgreSQL) or one prepared statement (SQLite).</summary>
+    static Task AddReceivedAsync(FleetDbContext db, List<Pending> fresh, DateTime now, CancellationToken cancellationToken) =>
+        BulkInsert.InsertAsync(db, "received_batches",
+            [
+                ("AgentId", fresh.Select(p => p.AgentId).ToArray()),
+                ("Epoch", fresh.Select(p => p.Key.Item2).ToArray()),
+                ("Counter", fresh.Select(p => p.Key.Item3).ToArray()),
+                ("ReceivedAt", fresh.Select(_ => now).ToArray()),
+            ],
+            "", "", cancellationToken);
 
     async Task AfterCommitAsync(Pending p, CancellationToken cancellationToken)
     {

@@ -202,7 +202,7 @@ sealed partial class TaskUpdatesHandler(AuditLog audit, RunMessenger messenger, 
                     WHERE i."Id" = v.id AND NOT i."ResultReported" AND i."State" = ANY(@from)
                     RETURNING i."Id"
                     """;
-                moved.UnionWith(await RunBulk.QueryIdsAsync(db, sql,
+                moved.UnionWith(await BulkInsert.QueryIdsAsync(db, sql,
                     [("ids", rows.Select(r => r.Id).ToArray()), ("ats", rows.Select(r => r.At).ToArray()), ("from", from.Select(s => (int)s).ToArray())], cancellationToken));
                 return moved;
             }
@@ -229,7 +229,7 @@ sealed partial class TaskUpdatesHandler(AuditLog audit, RunMessenger messenger, 
                     WHERE i."Id" = v.id AND NOT i."ResultReported"
                     RETURNING i."Id"
                     """;
-                moved.UnionWith(await RunBulk.QueryIdsAsync(db, sql,
+                moved.UnionWith(await BulkInsert.QueryIdsAsync(db, sql,
                 [
                     ("ids", rows.Select(r => r.Id).ToArray()), ("states", rows.Select(r => (int)r.State).ToArray()),
                     ("starteds", rows.Select(r => r.StartedAt).ToArray()), ("ats", rows.Select(r => r.At).ToArray()),
