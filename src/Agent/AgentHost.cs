@@ -40,6 +40,13 @@ public static class AgentHost
         services.AddSingleton<Logs.LogPipeline>();
         services.AddHostedService(sp => sp.GetRequiredService<Logs.LogPipeline>());
         services.AddHostedService(sp => sp.GetRequiredService<CoordinatorConnection>());
+        services.AddSingleton(sp =>
+        {
+            var connection = sp.GetRequiredService<CoordinatorConnection>();
+            return new OutboxDropReporter(sp.GetRequiredService<DurableOutbox>(), () => connection.State == ConnectionState.Connected,
+                sp.GetRequiredService<AgentEventPublisher>(), options, sp.GetRequiredService<TimeProvider>(), sp.GetRequiredService<ILogger<OutboxDropReporter>>());
+        });
+        services.AddHostedService(sp => sp.GetRequiredService<OutboxDropReporter>());
         return services;
     }
 

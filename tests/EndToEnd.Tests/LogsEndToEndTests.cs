@@ -5,8 +5,11 @@ using Fleet.Testing;
 namespace Fleet.EndToEnd.Tests;
 
 /// <summary>Log shipping with real agent and coordinator processes on real PostgreSQL and Redis.</summary>
-public sealed class LogsEndToEndTests(PostgresDatabase postgres) : IClassFixture<PostgresDatabase>, IAsyncLifetime
+[Collection(LogsCollection.Name)]
+public sealed partial class LogsEndToEndTests(LogsCoordinatorFixture fixture) : IAsyncLifetime
 {
+    CoordinatorProcess Coordinator => fixture.Coordinator;
+
     readonly TempDirectory dir = new();
     readonly List<IAsyncDisposable> processes = [];
 
@@ -15,14 +18,14 @@ public sealed class LogsEndToEndTests(PostgresDatabase postgres) : IClassFixture
     public async Task DisposeAsync()
     {
         foreach (var p in processes) await p.DisposeAsync();
+        if (!Coordinator.IsRunning) await Coordinator.StartAsync(); // a failed outage test must not take the others down
         dir.Dispose();
     }
 
     [Fact]
     public async Task LinesWrittenAcrossAnAgentKill9_AndARotation_AreSearchableExactlyOnce()
     {
-        var coordinator = await CoordinatorProcess.StartOnPostgresAsync(postgres, dir);
-        processes.Add(coordinator);
+        var coordinator = Coordinator;
         var logs = dir.Combine("app-logs");
         Directory.CreateDirectory(logs);
         var log = Path.Combine(logs, "app.log");
@@ -57,6 +60,15 @@ public sealed class LogsEndToEndTests(PostgresDatabase postgres) : IClassFixture
         var stored = await Eventually.UntilAsync(StoredAsync, s => s.Count >= 500, "every line stored", TimeSpan.FromSeconds(60));
         Assert.Equal(Enumerable.Range(0, 500).Select(i => $"line {i:D4} password=***").Order(), stored.Order());
     }
+
+    AgentProcess StartAgent(AgentSetup setup)
+    {
+        var agent = AgentProcess.Start(dir.Combine(setup.AgentId!), Coordinator.GrpcUrl, new Dictionary<string, string> { ["role"] = "e2e" }, setup);
+        processes.Add(agent);
+        return agent;
+    }
+
+    string LogDirectory(string name) => Directory.CreateDirectory(dir.Combine(name)).FullName;
 
     static async Task AppendAsync(string path, int from, int to)
     {

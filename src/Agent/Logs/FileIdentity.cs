@@ -37,6 +37,22 @@ public readonly record struct FileIdentity(ulong Device, ulong Inode, ulong Fing
         return int.TryParse(fileId.AsSpan(baseId.Length + 2), NumberStyles.None, CultureInfo.InvariantCulture, out var n) ? n : null;
     }
 
+    /// <summary>Parses "DEV:INODE:FINGERPRINT[:gN]" (the form <see cref="ToString"/> writes).</summary>
+    public static FileIdentity? Parse(string fileId)
+    {
+        var parts = fileId.Split(':');
+        if (parts.Length is < 3 or > 4) return null;
+        var hex = NumberStyles.AllowHexSpecifier;
+        if (!ulong.TryParse(parts[0], hex, CultureInfo.InvariantCulture, out var device)
+            || !ulong.TryParse(parts[1], hex, CultureInfo.InvariantCulture, out var inode)
+            || !ulong.TryParse(parts[2], hex, CultureInfo.InvariantCulture, out var fingerprint))
+            return null;
+        var generation = 0;
+        if (parts.Length == 4 && (!parts[3].StartsWith('g') || !int.TryParse(parts[3].AsSpan(1), NumberStyles.None, CultureInfo.InvariantCulture, out generation)))
+            return null;
+        return new FileIdentity(device, inode, fingerprint, generation);
+    }
+
     /// <summary>Same device and inode (the fingerprint may differ: reuse or truncation).</summary>
     public bool SameInode(FileIdentity other) => Device == other.Device && Inode == other.Inode;
 

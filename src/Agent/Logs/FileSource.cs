@@ -184,6 +184,7 @@ public sealed partial class FileSource : IDisposable
                 // Shorter than where we were: truncated while the agent was not looking.
                 LogCheckpointPastEnd(source.Name, file.Path, latest.Checkpoint.Offset, length);
                 counters.CheckpointDiscarded();
+                DrainCopy(file.Path, identity with { Generation = latest.Generation }, latest.Checkpoint.Offset);
                 checkpoints.Remove(source.Name, identity.ToString());
                 identity = identity with { Generation = latest.Generation + 1 };
                 start = 0;
@@ -195,6 +196,7 @@ public sealed partial class FileSource : IDisposable
             {
                 LogCheckpointOtherFile(source.Name, file.Path, other.FileId, identity.ToString());
                 counters.CheckpointDiscarded();
+                if (FileIdentity.Parse(other.FileId) is { } rewritten) DrainCopy(file.Path, rewritten, other.Offset);
                 checkpoints.Remove(source.Name, other.FileId);
             }
             var existedAtFirstStart = firstStart && !firstScanDone;
@@ -234,12 +236,57 @@ public sealed partial class FileSource : IDisposable
         LogTruncated(source.Name, file.Path, file.ReadPosition);
         counters.Truncated();
         FlushEntry(file);
+        if (file.Identity is { } identity) DrainCopy(file.Path, identity, file.LineStart);
         file.Partial.Clear();
         file.PreviousIdentity = file.Identity ?? file.PreviousIdentity;
         file.Identity = null;
         file.ReadPosition = 0;
         file.LineStart = 0;
         Identify(file, truncated: true);
+    }
+
+    /// <summary>
+    /// copytruncate copies the file, then truncates it: whatever had not been read before the truncation is only in the
+    /// copy. A file next to <paramref name="path"/> whose name starts with its name (app.log.1, app.log-20261128),
+    /// that is not tailed already and starts with the truncated file's first line is that copy: it is read from
+    /// <paramref name="from"/> under the truncated file's id, so its offsets are the ones already stored (the
+    /// coordinator's dedupe makes an overlap harmless), then closed once drained. A compressed copy cannot be found.
+    /// </summary>
+    void DrainCopy(string path, FileIdentity truncated, long from)
+    {
+        var directory = System.IO.Path.GetDirectoryName(path);
+        var name = System.IO.Path.GetFileName(path);
+        if (directory is null || name.Length == 0) return;
+        string[] candidates;
+        try { candidates = Directory.GetFiles(directory, name + "*"); }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException) { return; }
+        foreach (var candidate in candidates.Order(StringComparer.Ordinal))
+        {
+            if (candidate == path || FileIdentity.Stat(candidate) is not { } id) continue;
+            if (files.Any(f => f.Device == id.Device && f.Inode == id.Inode)) continue;
+            SafeFileHandle handle;
+            try { handle = File.OpenHandle(candidate, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete); }
+            catch (Exception ex) when (ex is IOException or UnauthorizedAccessException) { continue; }
+            if (FileIdentity.Stat(handle) is not { } actual || FileIdentity.ReadFingerprint(handle) != truncated.Fingerprint
+                || RandomAccess.GetLength(handle) <= from)
+            {
+                handle.Dispose();
+                continue;
+            }
+            var copy = new TailedFile(candidate, handle, actual.Device, actual.Inode)
+            {
+                Identity = truncated,
+                FileId = truncated.ToString(),
+                ReadPosition = from,
+                LineStart = from,
+                DetachedAt = time.GetTimestamp(),
+                IsCopy = true,
+            };
+            lock (files) files.Add(copy);
+            counters.Opened();
+            LogDrainingCopy(source.Name, path, candidate, from);
+            return;
+        }
     }
 
     void PollAll()
@@ -349,7 +396,9 @@ public sealed partial class FileSource : IDisposable
         if (file.Entry.Length == 0 || file.FileId is null) return;
         var message = file.Entry.ToString();
         file.Entry.Clear();
-        var entry = processor.Process(message, file.Path, file.FileId, file.EntryStart, "", time.GetUtcNow().ToUnixTimeMilliseconds(), null);
+        var now = time.GetUtcNow();
+        var at = (source.ParseTime ? LogTime.Parse(message, now) : null) ?? now.ToUnixTimeMilliseconds();
+        var entry = processor.Process(message, file.Path, file.FileId, file.EntryStart, "", at, null);
         if (entry is not null)
             shipper.Add(entry, CheckpointMark.File(source.Name, file.FileId, file.Path, file.EntryEnd));
     }
@@ -387,6 +436,8 @@ public sealed partial class FileSource : IDisposable
         public long LastLineAt { get; set; }
         public long? DetachedAt { get; set; }
         public bool AtEnd { get; set; }
+        /// <summary>A copytruncate copy read only to drain what the truncation removed (<see cref="DrainCopy"/>).</summary>
+        public bool IsCopy { get; init; }
     }
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Logs {Source}: cannot watch {Directory} (inotify); relying on the periodic scan")]
@@ -403,6 +454,9 @@ public sealed partial class FileSource : IDisposable
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Logs {Source}: checkpoint {Old} belongs to another file than {Path} ({New}, a reused inode); discarded, reading from the start")]
     partial void LogCheckpointOtherFile(string source, string path, string old, string @new);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Logs {Source}: {Path} was truncated; reading the rest of it from its copy {Copy} at {Offset}")]
+    partial void LogDrainingCopy(string source, string path, string copy, long offset);
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Logs {Source}: {Path} was truncated at {Offset} (copytruncate?); reading from the start")]
     partial void LogTruncated(string source, string path, long offset);

@@ -22,6 +22,7 @@ public sealed class LogSourceConfigDocument
     public string? Severity { get; set; }
     public string? Pattern { get; set; }
     public string? StartAt { get; set; }
+    public string? TimeFormat { get; set; }
 }
 
 internal static partial class LogConfig
@@ -64,6 +65,8 @@ internal static partial class LogConfig
                 _ => (LogStartAt)(-1),
             };
             if ((int)startAt < 0) fail($"{at}.startAt", $"'{s.StartAt}' is not 'end' or 'beginning'");
+            if (s.TimeFormat is not (null or "auto" or "none"))
+                fail($"{at}.timeFormat", $"'{s.TimeFormat}' is not 'auto' (a time at the start of the line, else the read time) or 'none' (always the read time)");
             var pattern = Compile(s.Pattern, $"{at}.pattern", fail);
             if (pattern is not null && !pattern.GetGroupNames().Any(g => !int.TryParse(g, out _)))
                 fail($"{at}.pattern", "the pattern has no named group (e.g. (?<ip>\\S+)) to turn into a field");
@@ -78,6 +81,7 @@ internal static partial class LogConfig
                 Severity = s.Severity,
                 Pattern = pattern,
                 StartAt = startAt,
+                ParseTime = s.TimeFormat is null or "auto",
             });
         }
         return settings;

@@ -74,4 +74,8 @@ public sealed class LogSourceSettings
     public Regex? Pattern { get; init; }
 
     public LogStartAt StartAt { get; init; }
+
+    /// <summary>Take the entry's time from the line when it starts with one (<see cref="LogTime"/>); else, or when false
+    /// (<c>"timeFormat": "none"</c>), the time it was read.</summary>
+    public bool ParseTime { get; init; } = true;
 }

@@ -137,6 +137,7 @@ public sealed partial class MetricsPipeline(
             (s, samples) = (samples, []);
             (p, probes) = (probes, []);
         }
+        if (s.Count > 0) AddOutboxSamples(s, time.GetUtcNow().ToUnixTimeMilliseconds());
         foreach (var metrics in Split(s, p, options.MaxMessageBytes - EnvelopeBytes))
         {
             var batch = new Batch { CreatedAt = Timestamp.FromDateTimeOffset(time.GetUtcNow()), Metrics = metrics };
@@ -145,6 +146,16 @@ public sealed partial class MetricsPipeline(
             else BatchesWritten++;
         }
         return true;
+    }
+
+    /// <summary>The outbox's own state with every flush: <c>agent.outbox.dropped_records</c> (a counter since the agent
+    /// started; what was lost to the size bound, a full disk or damage), <c>agent.outbox.pending_records</c> and
+    /// <c>agent.outbox.pending_bytes</c> (the backlog waiting for the coordinator).</summary>
+    void AddOutboxSamples(List<MetricSample> s, long timeUnixMs)
+    {
+        s.Add(new MetricSample { Name = "agent.outbox.dropped_records", Value = outbox.DroppedRecords, TimeUnixMs = timeUnixMs });
+        s.Add(new MetricSample { Name = "agent.outbox.pending_records", Value = outbox.PendingRecords, TimeUnixMs = timeUnixMs });
+        s.Add(new MetricSample { Name = "agent.outbox.pending_bytes", Value = outbox.PendingBytes, TimeUnixMs = timeUnixMs });
     }
 
     /// <summary>The samples and probe results as metric batches of at most <paramref name="maxBytes"/> each (a single

@@ -61,6 +61,37 @@ sealed partial class AgentsApi(
         return new RemoveAgentResponse { Id = request.Id, Disconnected = wasOnline };
     }
 
+    public const int DefaultEventLimit = 100, MaxEventLimit = 1000;
+
+    /// <summary>GET /api/v1/agents/{agent_id}/events: the agent's stored events, newest first (optionally one kind).</summary>
+    public override async Task<ListAgentEventsResponse> ListAgentEvents(ListAgentEventsRequest request, ServerCallContext context)
+    {
+        ApiArguments.AgentId(request.AgentId, "agent_id");
+        if (request.Kind.Length > 128) throw ApiArguments.Invalid($"kind: {request.Kind.Length} characters; at most 128");
+        if (request.Limit < 0 || request.Limit > MaxEventLimit)
+            throw ApiArguments.Invalid($"limit: {request.Limit} is out of range (1-{MaxEventLimit}; 0 means {DefaultEventLimit})");
+        var limit = request.Limit == 0 ? DefaultEventLimit : request.Limit;
+        await using var db = dbFactory.CreateDbContext();
+        var events = db.AgentEvents.AsNoTracking().Where(e => e.AgentId == request.AgentId);
+        if (request.Kind.Length > 0) events = events.Where(e => e.Kind == request.Kind);
+        var rows = await events.OrderByDescending(e => e.Time).ThenByDescending(e => e.Id).Take(limit).ToListAsync(context.CancellationToken);
+        var response = new ListAgentEventsResponse();
+        foreach (var row in rows)
+        {
+            var e = new StoredAgentEvent
+            {
+                AgentId = row.AgentId,
+                Time = Timestamp.FromDateTime(DateTime.SpecifyKind(row.Time, DateTimeKind.Utc)),
+                Kind = row.Kind,
+                Message = row.Message,
+            };
+            if (System.Text.Json.JsonSerializer.Deserialize<Dictionary<string, string>>(row.AttributesJson) is { } attributes)
+                e.Attributes.Add(attributes);
+            response.Events.Add(e);
+        }
+        return response;
+    }
+
     static V1.Agent ToMessage(AgentRecord record, PresenceEntry? online)
     {
         var agent = new V1.Agent

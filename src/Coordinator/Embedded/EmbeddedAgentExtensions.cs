@@ -8,7 +8,7 @@ using Microsoft.Extensions.Options;
 namespace Fleet.Coordinator.Embedded;
 
 /// <summary>Section "Fleet:EmbeddedAgent".</summary>
-public sealed class EmbeddedAgentOptions
+public sealed class EmbeddedAgentOptions : System.ComponentModel.DataAnnotations.IValidatableObject
 {
     public const string Section = "Fleet:EmbeddedAgent";
 
@@ -17,6 +17,28 @@ public sealed class EmbeddedAgentOptions
 
     /// <summary>How often the embedded agent's collectors run and its samples are sent.</summary>
     public TimeSpan MetricsInterval { get; set; } = TimeSpan.FromSeconds(10);
+
+    /// <summary>
+    /// Log sources the embedded agent ships, with the keys of agent.json's <c>logs</c> section:
+    /// <c>Fleet:EmbeddedAgent:Logs:Sources:0:Name</c>, <c>...:Path</c> (a glob), <c>...:StartAt</c>, <c>Fleet:EmbeddedAgent:Logs:Redact:0</c>, ...
+    /// None by default.
+    /// </summary>
+    public Fleet.Agent.Logs.LogsConfigDocument? Logs { get; set; }
+
+    /// <summary>The validated log settings (empty without <see cref="Logs"/>); throws naming the key when invalid.</summary>
+    internal Fleet.Agent.Logs.LogSettings LogSettings() =>
+        Logs is null
+            ? new Fleet.Agent.Logs.LogSettings()
+            : Fleet.Agent.Logs.LogConfig.Validate(Logs, (key, problem) =>
+                throw new AgentConfigException($"{Section}:Logs: key '{key}': {problem}"));
+
+    public IEnumerable<System.ComponentModel.DataAnnotations.ValidationResult> Validate(System.ComponentModel.DataAnnotations.ValidationContext validationContext)
+    {
+        string? problem = null;
+        try { LogSettings(); }
+        catch (AgentConfigException ex) { problem = ex.Message; }
+        if (problem is not null) yield return new(problem, [nameof(Logs)]);
+    }
 }
 
 public static partial class EmbeddedAgentExtensions
@@ -27,7 +49,7 @@ public static partial class EmbeddedAgentExtensions
     /// </summary>
     public static WebApplicationBuilder AddEmbeddedAgent(this WebApplicationBuilder builder)
     {
-        builder.Services.AddOptions<EmbeddedAgentOptions>().BindConfiguration(EmbeddedAgentOptions.Section);
+        builder.Services.AddOptions<EmbeddedAgentOptions>().BindConfiguration(EmbeddedAgentOptions.Section).ValidateDataAnnotations().ValidateOnStart();
         var enabled = builder.Configuration.GetValue<bool?>($"{EmbeddedAgentOptions.Section}:Enabled")
                       ?? builder.Configuration.Provider() == StorageProvider.Sqlite;
         if (enabled)
@@ -81,6 +103,7 @@ public static partial class EmbeddedAgentExtensions
                     },
                 ],
                 StateDirectory = Path.Combine(dataDirectory, "agent"),
+                Logs = embedded.Value.LogSettings(),
                 Tags = new() { ["embedded"] = "true" },
                 MetricsFlushInterval = embedded.Value.MetricsInterval,
                 Collectors = AgentOptions.DefaultCollectors().ToDictionary(c => c.Key, _ => new Fleet.Agent.Collectors.CollectorSettings

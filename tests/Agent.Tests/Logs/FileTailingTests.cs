@@ -239,4 +239,33 @@ public sealed class FileTailingTests
         Assert.Equal([1000, 1000, 500, 4], shipped.Select(e => e.Message.Length).ToArray());
         Assert.Equal([0UL, 1000UL, 2000UL, 2501UL], shipped.Select(e => e.Offset).ToArray());
     }
+
+    [Fact]
+    public async Task CopyTruncate_LinesNotReadBeforeTheTruncation_AreReadFromTheCopy_UnderTheOldIdentity()
+    {
+        // Bug: the lines written after the last read and before copytruncate's truncation were only in the copy
+        // (app.log.1, not matched by the glob) and were lost.
+        await using var h = new LogHarness();
+        h.Options.Logs.Sources.Add(LogHarness.FileSource("app", h.LogDirectory + "/*.log"));
+        await h.StartAsync();
+        var path = h.Log("app.log");
+        LogHarness.Append(path, Numbered("old", 1, 5));
+        var before = await h.ShippedUntilAsync(s => s.Count >= 5);
+        await h.StopAsync();
+
+        LogHarness.Append(path, Numbered("old", 6, 10)); // not read before the rotation
+        File.Copy(path, path + ".1");
+        using (var stream = new FileStream(path, FileMode.Open, FileAccess.Write, FileShare.ReadWrite))
+            stream.SetLength(0);
+        LogHarness.Append(path, "after truncation");
+        h.Shipped.Clear();
+        await h.StartAsync();
+
+        var shipped = await h.ShippedUntilAsync(s => s.Any(e => e.Message == "after truncation") && s.Count(e => e.Message.StartsWith("old", StringComparison.Ordinal)) >= 5);
+        var rest = shipped.Where(e => e.Message.StartsWith("old", StringComparison.Ordinal)).ToList();
+        Assert.Equal(Numbered("old", 6, 10), rest.Select(e => e.Message).ToArray());
+        Assert.All(rest, e => Assert.Equal(before[0].FileId, e.FileId));
+        Assert.Equal(before[4].Offset + (ulong)Numbered("old", 5, 5)[0].Length + 1, rest[0].Offset);
+        Assert.Equal(0UL, shipped.Single(e => e.Message == "after truncation").Offset);
+    }
 }

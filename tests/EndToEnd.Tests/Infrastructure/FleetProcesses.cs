@@ -18,6 +18,7 @@ public sealed class CoordinatorProcess : IAsyncDisposable
     public string RestUrl => $"http://127.0.0.1:{RestPort}";
     public string GrpcUrl => $"http://127.0.0.1:{GrpcPort}";
     public ChildProcess Process => process ?? throw new InvalidOperationException("not started");
+    public bool IsRunning => process is { HasExited: false };
 
     CoordinatorProcess(Dictionary<string, string?> settings, string workingDirectory)
     {
@@ -58,6 +59,14 @@ public sealed class CoordinatorProcess : IAsyncDisposable
             if (process.HasExited) throw new InvalidOperationException("coordinator exited during start:\n" + process.Output);
             return (await http.GetAsync($"{RestUrl}/readyz")).IsSuccessStatusCode;
         }, ok => ok, "the coordinator to be ready\n" + process.Output, TimeSpan.FromSeconds(60));
+    }
+
+    /// <summary>Stops the coordinator (SIGTERM) so it can be started again on the same ports with <see cref="StartAsync()"/>.</summary>
+    public async Task StopAsync()
+    {
+        await Process.TerminateAsync();
+        await Process.DisposeAsync();
+        process = null;
     }
 
     public async Task RestartAsync()
