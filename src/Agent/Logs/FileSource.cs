@@ -138,7 +138,7 @@ public sealed partial class FileSource : IDisposable
             counters.Opened();
             seen.Add(file);
         }
-        foreach (var file in files)
+        foreach (var file in files.ToList()) // a truncation found here may add a copy to drain
         {
             if (seen.Contains(file)) { file.DetachedAt = null; CheckFingerprint(file); }
             else if (file.DetachedAt is null)
@@ -149,7 +149,7 @@ public sealed partial class FileSource : IDisposable
         }
         if (!firstScanDone)
         {
-            foreach (var file in files) Identify(file);
+            foreach (var file in files.ToList()) Identify(file);
             firstScanDone = true;
             checkpoints.MarkKnown(source.Name);
             checkpoints.Save();
@@ -282,7 +282,12 @@ public sealed partial class FileSource : IDisposable
                 DetachedAt = time.GetTimestamp(),
                 IsCopy = true,
             };
-            lock (files) files.Add(copy);
+            lock (files)
+            {
+                // Before the truncated file: what it held before the truncation is read before what came after.
+                var at = files.FindIndex(f => f.Path == path);
+                files.Insert(at < 0 ? files.Count : at, copy);
+            }
             counters.Opened();
             LogDrainingCopy(source.Name, path, candidate, from);
             return;
@@ -310,7 +315,12 @@ public sealed partial class FileSource : IDisposable
                 if (file.Partial.Count > 0) EmitPartial(file);
                 FlushEntry(file);
                 file.Handle.Dispose();
-                lock (files) files.RemoveAt(i--);
+                lock (files)
+                {
+                    var at = files.IndexOf(file); // a copy to drain may have been inserted before it
+                    files.RemoveAt(at);
+                    if (at <= i) i--;
+                }
                 counters.Closed();
             }
         }

@@ -251,6 +251,8 @@ public sealed class FileTailingTests
         var path = h.Log("app.log");
         LogHarness.Append(path, Numbered("old", 1, 5));
         var before = await h.ShippedUntilAsync(s => s.Count >= 5);
+        var fileId = before[0].FileId;
+        var fifthLineEnd = before[4].Offset + (ulong)Numbered("old", 5, 5)[0].Length + 1;
         await h.StopAsync();
 
         LogHarness.Append(path, Numbered("old", 6, 10)); // not read before the rotation
@@ -264,8 +266,8 @@ public sealed class FileTailingTests
         var shipped = await h.ShippedUntilAsync(s => s.Any(e => e.Message == "after truncation") && s.Count(e => e.Message.StartsWith("old", StringComparison.Ordinal)) >= 5);
         var rest = shipped.Where(e => e.Message.StartsWith("old", StringComparison.Ordinal)).ToList();
         Assert.Equal(Numbered("old", 6, 10), rest.Select(e => e.Message).ToArray());
-        Assert.All(rest, e => Assert.Equal(before[0].FileId, e.FileId));
-        Assert.Equal(before[4].Offset + (ulong)Numbered("old", 5, 5)[0].Length + 1, rest[0].Offset);
+        Assert.All(rest, e => Assert.Equal(fileId, e.FileId));
+        Assert.Equal(fifthLineEnd, rest[0].Offset);
         Assert.Equal(0UL, shipped.Single(e => e.Message == "after truncation").Offset);
     }
 }
