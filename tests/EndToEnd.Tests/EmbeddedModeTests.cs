@@ -85,4 +85,26 @@ public sealed class EmbeddedModeTests : IAsyncLifetime
         Assert.Contains("1 probes ok", run.Stdout, StringComparison.Ordinal);
         Assert.DoesNotContain("\u001b[", run.Stdout, StringComparison.Ordinal); // redirected: no terminal escapes
     }
+
+    [Fact]
+    public async Task LogLine_WrittenToAConfiguredSource_IsSearchableThroughFleetctl()
+    {
+        var logs = Directory.CreateDirectory(dir.Combine("app-logs")).FullName;
+        coordinator = await CoordinatorProcess.StartAsync(new()
+        {
+            ["Fleet:EmbeddedAgent:Logs:Sources:0:Name"] = "app",
+            ["Fleet:EmbeddedAgent:Logs:Sources:0:Path"] = logs + "/*.log",
+            ["Fleet:EmbeddedAgent:Logs:Sources:0:StartAt"] = "beginning",
+        }, dir.Path);
+        await Eventually.UntilAsync(coordinator.AgentStatusesAsync, s => s.ContainsValue("AGENT_STATUS_ONLINE"), "the local host online", TimeSpan.FromSeconds(30));
+
+        File.AppendAllText(Path.Combine(logs, "error.log"), "2026-11-28T22:01:02Z ERROR Failed password for root from 203.0.113.9 password=hunter2\n");
+
+        var found = await Eventually.UntilAsync(
+            () => Fleetctl.RunAsync("--coordinator", coordinator.GrpcUrl, "logs", "--q", "Failed password", "--source", "error.log", "--since", "720h", "--json"),
+            r => r.ExitCode == 0 && r.Stdout.Contains("Failed password", StringComparison.Ordinal), "the line found through fleetctl logs", TimeSpan.FromSeconds(30));
+        Assert.Contains("ERROR Failed password for root from 203.0.113.9 password=***", found.Stdout, StringComparison.Ordinal);
+        Assert.Contains("2026-11-28T22:01:02", found.Stdout, StringComparison.Ordinal); // the time parsed from the line
+        Assert.DoesNotContain("hunter2", found.Stdout, StringComparison.Ordinal);
+    }
 }

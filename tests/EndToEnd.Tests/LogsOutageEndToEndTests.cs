@@ -37,7 +37,7 @@ public sealed partial class LogsEndToEndTests
     [Fact]
     public async Task OutboxFull_WhileTheCoordinatorIsDown_DropsTheOldest_CountsAndReportsIt_StoresTheRestOnce()
     {
-        const int total = 30_000; // ~2.5 MB of entries into a 1 MiB outbox
+        const int total = 20_000; // ~2 MB of entries into a 1 MiB outbox
         var logs = LogDirectory("full-logs");
         var log = Path.Combine(logs, "app.log");
         var agent = StartAgent(LogsE2E.Agent("e2e-outbox-full", [LogsE2E.FileSource("app", logs + "/*.log")],

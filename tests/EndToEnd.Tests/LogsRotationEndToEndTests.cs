@@ -14,6 +14,8 @@ public sealed partial class LogsEndToEndTests
         var log = Path.Combine(logs, "app.log");
         StartAgent(LogsE2E.Agent("e2e-copytruncate", [LogsE2E.FileSource("app", logs + "/*.log")]));
         await using var writer = new LineWriter(log, "ct");
+        await writer.WriteAsync(20);
+        await Eventually.UntilAsync(() => LogsE2E.NewestAsync(Coordinator, "e2e-copytruncate"), m => m is not null, "the agent tailing the file"); // not rotated away before it started
         writer.Start(total: 3000, every: TimeSpan.FromMilliseconds(10));
 
         for (var rotation = 1; rotation <= 2; rotation++)
@@ -61,6 +63,8 @@ public sealed partial class LogsEndToEndTests
         var state = Path.Combine(LogDirectory("lr-conf"), "logrotate.status");
         StartAgent(LogsE2E.Agent("e2e-logrotate", [LogsE2E.FileSource("app", logs + "/*.log")]));
         await using var writer = new LineWriter(log, "lr");
+        await writer.WriteAsync(20);
+        await Eventually.UntilAsync(() => LogsE2E.NewestAsync(Coordinator, "e2e-logrotate"), m => m is not null, "the agent tailing the file"); // not rotated away before it started
         writer.Start(total: 3000, every: TimeSpan.FromMilliseconds(10));
 
         for (var rotation = 1; rotation <= 2; rotation++)
