@@ -44,6 +44,7 @@ public sealed partial class LogShipper : IDisposable
         this.time = time;
         this.logger = logger;
         outbox.Acknowledged += OnAcknowledged;
+        outbox.Discarded += OnAcknowledged; // dropped to stay within the bound: lost, so its checkpoint moves on as after an ack
     }
 
     /// <summary>Queues an entry; <paramref name="mark"/> is where its source may resume once it is acknowledged.</summary>
@@ -177,6 +178,7 @@ public sealed partial class LogShipper : IDisposable
     public void Dispose()
     {
         outbox.Acknowledged -= OnAcknowledged;
+        outbox.Discarded -= OnAcknowledged;
         wake.Dispose();
     }
 

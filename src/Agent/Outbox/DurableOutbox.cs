@@ -230,6 +230,13 @@ public sealed class DurableOutbox : IAsyncDisposable
     /// </summary>
     public event Action<OutboxKey>? Acknowledged;
 
+    /// <summary>
+    /// Raised with the key of each unacknowledged record removed to keep the outbox within its bound (counted in
+    /// <see cref="DroppedRecords"/>), outside the outbox's lock, so a producer can forget what it was waiting for.
+    /// Handlers must be quick and must not throw.
+    /// </summary>
+    public event Action<OutboxKey>? Discarded;
+
     /// <summary>The coordinator can never store the record: remove it and count it as dropped.</summary>
     public void Reject(OutboxKey key, string reason) => Complete(key, reason ?? string.Empty);
 
@@ -535,6 +542,8 @@ public sealed class DurableOutbox : IAsyncDisposable
     {
         while (true)
         {
+            List<OutboxKey>? lost = null;
+            var dropped = false;
             lock (_sync)
             {
                 if (_diskBytes + frameLength <= _maxBytes || _segments.Count == 0)
@@ -547,6 +556,12 @@ public sealed class DurableOutbox : IAsyncDisposable
                     var lostRecords = victim.PendingCount;
                     var lostBytes = victim.PendingBytes;
                     _droppedRecords += lostRecords;
+                    if (lostRecords > 0 && Discarded is not null)
+                    {
+                        lost = new List<OutboxKey>(lostRecords);
+                        for (var i = 0; i < victim.Count; i++)
+                            if (!victim.IsDone(i)) lost.Add(new OutboxKey(victim.Epoch, victim.CounterAt(i)));
+                    }
                     RemoveSegment(victim);
                     if (lostRecords > 0)
                     {
@@ -554,8 +569,14 @@ public sealed class DurableOutbox : IAsyncDisposable
                             "Outbox is at its bound of {MaxBytes} bytes: dropped the oldest segment {Segment} with {Records} unacknowledged records ({Bytes} bytes); {TotalDropped} records dropped so far",
                             _maxBytes, victim.Id, lostRecords, lostBytes, _droppedRecords);
                     }
-                    continue;
+                    dropped = true;
                 }
+            }
+            if (dropped)
+            {
+                if (lost is not null)
+                    foreach (var key in lost) Discarded?.Invoke(key);
+                continue;
             }
             // The oldest segment holds records of this very batch: make them durable first, then drop it.
             Commit();

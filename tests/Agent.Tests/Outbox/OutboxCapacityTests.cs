@@ -39,6 +39,31 @@ public class OutboxCapacityTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public async Task Records_dropped_for_the_bound_are_announced_once_each_and_acknowledged_ones_are_not()
+    {
+        using var dir = new TempDirectory();
+        await using var outbox = Open(dir.Path, maxBytes: 4 * 1024, segmentBytes: 1024);
+        var discarded = new List<OutboxKey>();
+        outbox.Discarded += key => { lock (discarded) discarded.Add(key); };
+
+        var keys = new List<OutboxKey>();
+        for (var i = 0; i < 100; i++)
+        {
+            var key = await outbox.AppendOk(Payload(i, 100));
+            keys.Add(key);
+            if (i % 10 == 0) outbox.Acknowledge(key); // stored by the coordinator: never announced as lost
+        }
+
+        Assert.Equal(outbox.DroppedRecords, discarded.Count);
+        Assert.True(discarded.Count > 0);
+        Assert.Equal(discarded.Count, discarded.Distinct().Count());
+        Assert.DoesNotContain(discarded, k => keys.IndexOf(k) % 10 == 0);
+        var left = (await outbox.ReadAvailable()).Select(r => r.Key).ToHashSet();
+        Assert.DoesNotContain(discarded, left.Contains);
+        Assert.Equal(keys.Where((k, i) => i % 10 != 0), keys.Where((k, i) => i % 10 != 0).Where(k => discarded.Contains(k) || left.Contains(k)));
+    }
+
+    [Fact]
     public async Task Dropping_the_segment_being_read_moves_the_reader_on_to_what_is_left()
     {
         using var dir = new TempDirectory();
