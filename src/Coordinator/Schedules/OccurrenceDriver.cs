@@ -84,6 +84,7 @@ public sealed partial class OccurrenceDriver(
     {
         await using var db = dbFactory.CreateDbContext();
         var occurrence = await db.Set<OccurrenceRecord>().SingleAsync(o => o.Id == id, cancellationToken);
+        if (!Active.Contains(occurrence.State)) return; // closed by another replica since the list was read
         var spec = ScheduleSpec.FromJson(occurrence.SpecJson);
         var actor = new Actor(ActorKind.Schedule, occurrence.ScheduleId, "");
         var target = $"schedule:{occurrence.ScheduleId}";
@@ -117,6 +118,7 @@ public sealed partial class OccurrenceDriver(
         }
 
         var changed = false;
+        ScheduleTargets? targets = null;
         foreach (var step in steps)
         {
             if (step.IsFinal) continue;
@@ -139,9 +141,12 @@ public sealed partial class OccurrenceDriver(
                 SkipRest(steps, step.Index - 1, $"cutoff: no step starts in the window's last {Durations.Format(spec.Cutoff)}");
                 continue;
             }
-            var hosts = JsonSerializer.Deserialize<List<string>>(occurrence.HostsJson) ?? [];
-            var agents = await db.Agents.AsNoTracking().Where(a => hosts.Contains(a.Id)).OrderBy(a => a.Hostname).ThenBy(a => a.Id).ToListAsync(cancellationToken);
-            var targets = ScheduleTargets.Resolve(agents, spec with { Hosts = [ScheduleSpec.AllHosts], Tags = [] });
+            if (targets is null)
+            {
+                var hosts = JsonSerializer.Deserialize<List<string>>(occurrence.HostsJson) ?? [];
+                var agents = hosts.Count == 0 ? [] : await db.Agents.AsNoTracking().Where(a => hosts.Contains(a.Id)).OrderBy(a => a.Hostname).ThenBy(a => a.Id).ToListAsync(cancellationToken);
+                targets = ScheduleTargets.Resolve(agents, spec with { Hosts = [ScheduleSpec.AllHosts], Tags = [] });
+            }
             if (targets.Unavailable(step.Task) is { } unavailable)
             {
                 step.State = StepState.Skipped;

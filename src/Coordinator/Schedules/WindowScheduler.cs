@@ -56,11 +56,17 @@ public sealed partial class WindowScheduler(
     {
         var now = InvocationUpdates.Now(time);
         List<ScheduleRecord> schedules;
+        Dictionary<string, DateTime> lastFired;
         await using (var db = dbFactory.CreateDbContext())
+        {
             schedules = await db.Set<ScheduleRecord>().AsNoTracking().Where(s => s.Enabled && !s.Paused).OrderBy(s => s.Id).ToListAsync(cancellationToken);
+            lastFired = schedules.Count == 0 ? [] : await db.Set<OccurrenceRecord>().Where(o => o.Kind != OccurrenceKind.Manual)
+                .GroupBy(o => o.ScheduleId).Select(g => new { g.Key, Last = g.Max(o => o.ScheduledUtc) })
+                .ToDictionaryAsync(g => g.Key, g => g.Last, cancellationToken);
+        }
         foreach (var schedule in schedules)
         {
-            try { await FireDueAsync(schedule, now, cancellationToken); }
+            try { await FireDueAsync(schedule, lastFired.TryGetValue(schedule.Id, out var l) ? l : null, now, cancellationToken); }
             catch (Exception ex) when (ex is not OperationCanceledException || !cancellationToken.IsCancellationRequested)
             {
                 LogScheduleFailed(schedule.Id, ex);
@@ -69,18 +75,12 @@ public sealed partial class WindowScheduler(
         await driver.AdvanceAllAsync(now, cancellationToken);
     }
 
-    async Task FireDueAsync(ScheduleRecord schedule, DateTime now, CancellationToken cancellationToken)
+    /// <param name="last">The latest fire time already claimed (by any replica), if any.</param>
+    async Task FireDueAsync(ScheduleRecord schedule, DateTime? last, DateTime now, CancellationToken cancellationToken)
     {
-        var spec = ScheduleSpec.FromJson(schedule.SpecJson);
-        DateTime? last;
-        await using (var db = dbFactory.CreateDbContext())
-        {
-            var id = schedule.Id;
-            last = await db.Set<OccurrenceRecord>().Where(o => o.ScheduleId == id && o.Kind != OccurrenceKind.Manual)
-                .MaxAsync(o => (DateTime?)o.ScheduledUtc, cancellationToken);
-        }
         var from = last is { } l && l > schedule.ActiveFrom ? l : schedule.ActiveFrom;
         if (from >= now) return;
+        var spec = ScheduleSpec.FromJson(schedule.SpecJson);
         // Only the latest few fire times matter (a long downtime of a frequent schedule is not a burst).
         var due = new Queue<DateTime>();
         var skipped = 0;
