@@ -107,6 +107,7 @@ public sealed partial class OccurrenceDriver(
             occurrence.HostsJson = JsonSerializer.Serialize(kept);
             audit.Add(db, actor, "window.opened", target, parameters: Parameters(occurrence, ("waited", "true")));
             await SaveAsync(db, occurrence, cancellationToken);
+            await AdvanceAsync(id, now, cancellationToken); // its first step starts now
             return;
         }
 

@@ -38,6 +38,8 @@ public sealed class ScheduleHarness : IAsyncDisposable
     {
         var factory = new CoordinatorFactory(Store.Postgres, database.ConnectionString).Fast().WithTime(Time)
             .With("Fleet:Schedules:RunScheduler", "false")
+            // The fake clock jumps hours at a time: agents' streams and presence must outlive the jumps.
+            .With("Fleet:Agents:HeartbeatTimeout", "30.00:00:00")
             .With("Fleet:Schedules:LoadDefaults", loadDefaults ? "true" : "false")
             .With("Fleet:Schedules:DefaultsDirectory", Path.Combine(RepoPaths.Root, "deploy", "schedules"))
             .With("Fleet:Schedules:MisfireThreshold", (misfireThreshold ?? TimeSpan.FromMinutes(1)).ToString());
@@ -52,6 +54,8 @@ public sealed class ScheduleHarness : IAsyncDisposable
         coordinators.Remove(factory);
         factory.Dispose();
     }
+
+    public CoordinatorFactory First => coordinators[0];
 
     public FleetDbContext Db() => coordinators[0].Services.GetRequiredService<IDbContextFactory<FleetDbContext>>().CreateDbContext();
 
@@ -93,7 +97,7 @@ public sealed class ScheduleHarness : IAsyncDisposable
     {
         var schedule = new Schedule { Id = id, Name = id, Cron = cron, Duration = duration, Cutoff = cutoff, OnClose = onClose, Overlap = overlap, Misfire = misfire, TimeZone = zone, Hosts = { "*" } };
         for (var i = 0; i < steps; i++)
-            schedule.Steps.Add(new ScheduleStep { Task = "probe", Parameters = { ["target"] = "example.org" }, OnFailure = "continue" });
+            schedule.Steps.Add(new ScheduleStep { Task = "probe", Parameters = { ["target"] = "example.org" }, OnFailure = "continue", ExecutionTimeout = "6h" }); // the fake clock jumps past the probe's 1 m default
         return schedule;
     }
 
