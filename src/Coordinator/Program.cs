@@ -6,6 +6,7 @@ using Fleet.Coordinator.Hosting;
 using Fleet.Coordinator.Logs;
 using Fleet.Coordinator.Metrics;
 using Fleet.Coordinator.Runs;
+using Fleet.Coordinator.Schedules;
 using Fleet.Coordinator.Storage;
 
 var builder = WebApplication.CreateBuilder(args);
@@ -18,6 +19,7 @@ builder.AddAudit();
 builder.AddMetrics();
 builder.AddLogs();
 builder.AddRuns();
+builder.AddSchedules();
 builder.AddEmbeddedAgent();
 
 var app = builder.Build();
@@ -28,6 +30,7 @@ app.MapAudit();
 app.MapMetrics();
 app.MapLogs();
 app.MapRuns();
+app.MapSchedules();
 app.Run();
 
 /// <summary>Entry point, visible to WebApplicationFactory in tests.</summary>

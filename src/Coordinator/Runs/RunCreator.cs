@@ -81,7 +81,22 @@ public sealed partial class RunCreator(
     }
 
     /// <summary>Creates the run, or returns the existing run for a known client_token.</summary>
-    public async Task<RunRecord> CreateAsync(CreateRunRequest request, Actor actor, string? retryOf, CancellationToken cancellationToken)
+    public Task<RunRecord> CreateAsync(CreateRunRequest request, Actor actor, string? retryOf, CancellationToken cancellationToken) =>
+        CreateAsync(request, actor, retryOf, fixedId: null, occurrenceId: null, cancellationToken);
+
+    /// <summary>
+    /// A schedule step's run with the id derived from its occurrence: a second call with the same id (another replica,
+    /// a restart) returns the stored run instead of creating one, and its invocation ids are deterministic.
+    /// </summary>
+    internal async Task<RunRecord> CreateScheduledAsync(CreateRunRequest request, Actor actor, string runId, string occurrenceId, CancellationToken cancellationToken)
+    {
+        await using (var db = dbFactory.CreateDbContext())
+            if (await db.Runs.AsNoTracking().SingleOrDefaultAsync(r => r.Id == runId, cancellationToken) is { } existing)
+                return existing;
+        return await CreateAsync(request, actor, retryOf: null, runId, occurrenceId, cancellationToken);
+    }
+
+    async Task<RunRecord> CreateAsync(CreateRunRequest request, Actor actor, string? retryOf, string? fixedId, string? occurrenceId, CancellationToken cancellationToken)
     {
         var token = string.IsNullOrEmpty(request.ClientToken) ? null : request.ClientToken;
         if (token is { Length: > 128 })
@@ -102,7 +117,7 @@ public sealed partial class RunCreator(
         var now = InvocationUpdates.Now(time);
         var run = new RunRecord
         {
-            Id = RunIds.New(now),
+            Id = fixedId ?? RunIds.New(now),
             Task = request.Task,
             ParametersJson = JsonSerializer.Serialize(request.Parameters.ToDictionary(p => p.Key, p => p.Value)),
             SecretParametersJson = JsonSerializer.Serialize(plan.SecretNames.Order(StringComparer.Ordinal)),
@@ -123,6 +138,7 @@ public sealed partial class RunCreator(
             CreatedBy = actor.Name,
             CreatedAt = now,
             RetryOf = retryOf,
+            OccurrenceId = occurrenceId,
         };
         db.Runs.Add(run);
         var invocations = plan.Hosts.Select((host, ordinal) => new InvocationRecord
@@ -157,6 +173,12 @@ public sealed partial class RunCreator(
             // The same token raced us: the other request's run stands.
             await using var again = dbFactory.CreateDbContext();
             return await again.Runs.AsNoTracking().SingleOrDefaultAsync(r => r.ClientToken == token, cancellationToken) ?? throw new InvalidOperationException("client token conflict without a run");
+        }
+        catch (DbUpdateException) when (fixedId is not null)
+        {
+            // Another replica created this deterministic run first: that one stands.
+            await using var again = dbFactory.CreateDbContext();
+            return await again.Runs.AsNoTracking().SingleOrDefaultAsync(r => r.Id == fixedId, cancellationToken) ?? throw new InvalidOperationException($"run {fixedId} conflicted but is not stored");
         }
         LogCreated(run.Id, run.Task, total, actor.ToString());
         messenger.Wake();

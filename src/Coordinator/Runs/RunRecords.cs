@@ -40,6 +40,8 @@ public sealed class RunRecord
     public bool CancelRequested { get; set; }
     public DateTime? FinishedAt { get; set; }
     public string? RetryOf { get; set; }
+    /// <summary>The schedule occurrence this run is a step of (its id is then derived from the occurrence, see Schedules.ScheduleIds).</summary>
+    public string? OccurrenceId { get; set; }
 }
 
 /// <summary>One host's part of a run; id "{runId}.{agentId}", which the agent journals before executing.</summary>
@@ -124,6 +126,8 @@ sealed class RunRecordConfiguration : IEntityTypeConfiguration<RunRecord>
         b.Property(r => r.CreatedBy).HasMaxLength(256);
         b.Property(r => r.StatusReason).HasMaxLength(512);
         b.Property(r => r.RetryOf).HasMaxLength(RunIds.MaxLength);
+        b.Property(r => r.OccurrenceId).HasMaxLength(RunIds.MaxLength);
+        b.HasIndex(r => r.OccurrenceId);
         b.HasIndex(r => r.ClientToken).IsUnique();
         b.HasIndex(r => r.Status);
         b.HasIndex(r => new { r.Task, r.Id });

@@ -17,6 +17,8 @@ public abstract class FleetDbContext(DbContextOptions options) : DbContext(optio
     public DbSet<Runs.InvocationRecord> Invocations => Set<Runs.InvocationRecord>();
     public DbSet<Runs.InvocationTransitionRecord> InvocationTransitions => Set<Runs.InvocationTransitionRecord>();
     public DbSet<Runs.InvocationOutputChunk> InvocationOutput => Set<Runs.InvocationOutputChunk>();
+    public DbSet<Schedules.ScheduleRecord> Schedules => Set<Schedules.ScheduleRecord>();
+    public DbSet<Schedules.OccurrenceRecord> ScheduleOccurrences => Set<Schedules.OccurrenceRecord>();
 
     protected override void OnModelCreating(ModelBuilder modelBuilder) =>
         modelBuilder.ApplyConfigurationsFromAssembly(typeof(FleetDbContext).Assembly,
