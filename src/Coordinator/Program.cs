@@ -1,6 +1,7 @@
 using Fleet.Coordinator.Agents;
 using Fleet.Coordinator.Audit;
 using Fleet.Coordinator.Blobs;
+using Fleet.Coordinator.Checklists;
 using Fleet.Coordinator.Embedded;
 using Fleet.Coordinator.Hosting;
 using Fleet.Coordinator.Logs;
@@ -18,6 +19,7 @@ builder.AddAudit();
 builder.AddMetrics();
 builder.AddLogs();
 builder.AddRuns();
+builder.AddChecklists();
 builder.AddEmbeddedAgent();
 
 var app = builder.Build();
@@ -28,6 +30,7 @@ app.MapAudit();
 app.MapMetrics();
 app.MapLogs();
 app.MapRuns();
+app.MapChecklists();
 app.Run();
 
 /// <summary>Entry point, visible to WebApplicationFactory in tests.</summary>

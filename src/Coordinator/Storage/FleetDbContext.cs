@@ -17,6 +17,7 @@ public abstract class FleetDbContext(DbContextOptions options) : DbContext(optio
     public DbSet<Runs.InvocationRecord> Invocations => Set<Runs.InvocationRecord>();
     public DbSet<Runs.InvocationTransitionRecord> InvocationTransitions => Set<Runs.InvocationTransitionRecord>();
     public DbSet<Runs.InvocationOutputChunk> InvocationOutput => Set<Runs.InvocationOutputChunk>();
+    public DbSet<Checklists.ChecklistSignOffRecord> ChecklistSignOffs => Set<Checklists.ChecklistSignOffRecord>();
 
     protected override void OnModelCreating(ModelBuilder modelBuilder) =>
         modelBuilder.ApplyConfigurationsFromAssembly(typeof(FleetDbContext).Assembly,
