@@ -53,7 +53,7 @@ public sealed class ChecklistsTests
         }
     }
 
-    static async Task<Harness> StartAsync(Store store, bool fakeTime = true)
+    static async Task<Harness> StartAsync(Store store, bool fakeTime = true, DateTimeOffset? now = null)
     {
         PostgresDatabase? postgres = null;
         if (store == Store.Postgres)
@@ -65,7 +65,9 @@ public sealed class ChecklistsTests
         var file = Path.Combine(coordinator.DataDirectory, "checklists.yaml");
         await File.WriteAllTextAsync(file, Definitions);
         coordinator.With("Fleet:Checklists:File", file);
-        var time = fakeTime ? new FakeTimeProvider(Now) : null;
+        // Start the fake clock where the test needs it: moving it by days would fire every periodic timer of the
+        // coordinator once per period on the way.
+        var time = fakeTime ? new FakeTimeProvider(now ?? Now) : null;
         if (time is not null) coordinator.WithTime(time);
         _ = coordinator.Server; // start (migrates)
         return new Harness { Coordinator = coordinator, Postgres = postgres, Time = time };
@@ -156,10 +158,11 @@ public sealed class ChecklistsTests
     [MemberData(nameof(Stores))]
     public async Task WithoutEvidence_AnItemIsPendingUntilItsPeriodEnds_ThenMissed(Store store)
     {
-        await using var h = await StartAsync(store);
+        // The last second of Sunday 2027-01-24, the end of 2027-W03.
+        await using var h = await StartAsync(store, now: new DateTimeOffset(2027, 1, 24, 23, 59, 59, TimeSpan.Zero));
 
         var current = await h.Client().GetChecklistsAsync(new GetChecklistsRequest());
-        Assert.Equal(["2027-01-20", "2027-W03", "2027-01", "2027-Q1"], current.Periods.Select(p => p.Period));
+        Assert.Equal(["2027-01-24", "2027-W03", "2027-01", "2027-Q1"], current.Periods.Select(p => p.Period));
         Assert.Equal(["daily", "weekly", "monthly", "quarterly"], current.Periods.Select(p => p.Kind));
         Assert.All(current.Periods, p => Assert.False(p.Over));
         Assert.All(current.Periods.SelectMany(p => p.Items), i => Assert.Equal(ChecklistItemStatus.Pending, i.Status));
@@ -169,14 +172,13 @@ public sealed class ChecklistsTests
         Assert.Equal(ChecklistItemStatus.Pending, Item(await PeriodAsync(h, "2027-W10"), "weekly-review").Status);
         Assert.Equal(ChecklistItemStatus.Missed, Item(await PeriodAsync(h, "2027-W02"), "weekly-review").Status);
 
-        // The last instant of the week is still inside it; Monday 00:00 UTC it is over.
-        h.Time!.SetUtcNow(new DateTimeOffset(2027, 1, 24, 23, 59, 59, TimeSpan.Zero));
-        Assert.Equal(ChecklistItemStatus.Pending, Item(await PeriodAsync(h, "2027-W03"), "weekly-health").Status);
-        h.Time.SetUtcNow(new DateTimeOffset(2027, 1, 25, 0, 0, 0, TimeSpan.Zero));
+        // Monday 00:00:00 UTC the week is over.
+        h.Time!.Advance(TimeSpan.FromSeconds(1));
         var over = await PeriodAsync(h, "2027-W03");
         Assert.True(over.Over);
         Assert.Equal(ChecklistItemStatus.Missed, Item(over, "weekly-health").Status);
         Assert.Equal(ChecklistItemStatus.Missed, Item(over, "weekly-review").Status);
+        Assert.Equal(ChecklistItemStatus.Pending, Item(await PeriodAsync(h, "2027-01"), "monthly-health").Status);
     }
 
     [Theory]
