@@ -230,6 +230,33 @@ public sealed class ChecklistsTests
 
     [Theory]
     [MemberData(nameof(Stores))]
+    public async Task ConcurrentSignOffs_OfTheSameItemAndPeriod_StoreOne_TheOthersAreAlreadyExists(Store store)
+    {
+        await using var h = await StartAsync(store);
+
+        var attempts = Enumerable.Range(0, 6).Select(async n =>
+        {
+            try
+            {
+                await h.Client($"op{n}").SignChecklistItemAsync(new SignChecklistItemRequest { Item = "dr-drill", Period = "2027-Q1", Comment = $"attempt {n}" });
+                return StatusCode.OK;
+            }
+            catch (RpcException ex)
+            {
+                return ex.StatusCode;
+            }
+        });
+        var outcomes = await Task.WhenAll(attempts);
+
+        Assert.Equal(1, outcomes.Count(o => o == StatusCode.OK));
+        Assert.Equal(5, outcomes.Count(o => o == StatusCode.AlreadyExists));
+        await using var db = h.Coordinator.Db();
+        Assert.Equal(1, await db.ChecklistSignOffs.CountAsync());
+        Assert.Equal(1, await db.Set<AuditRecord>().CountAsync(a => a.Action == "checklist.signed"));
+    }
+
+    [Theory]
+    [MemberData(nameof(Stores))]
     public async Task BadRequests_AnswerAClearError_NamingTheFieldAndValue(Store store)
     {
         await using var h = await StartAsync(store);
