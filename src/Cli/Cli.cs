@@ -3,6 +3,7 @@ using System.CommandLine.Invocation;
 using System.CommandLine.Parsing;
 using Fleet.Cli.Agents;
 using Fleet.Cli.Audit;
+using Fleet.Cli.Checklists;
 using Fleet.Cli.Metrics;
 using Fleet.Cli.Infrastructure;
 using Fleet.Cli.Logs;
@@ -54,6 +55,7 @@ internal static class Cli
 
         root.Add(AgentsCommands.Build(context));
         root.Add(AuditCommands.Build(context));
+        root.Add(ChecklistCommands.Build(context));
         root.Add(LogsCommand.Build(context));
         root.Add(MetricsCommands.BuildTop(context));
         root.Add(MetricsCommands.Build(context));

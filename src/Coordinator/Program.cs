@@ -1,6 +1,7 @@
 using Fleet.Coordinator.Agents;
 using Fleet.Coordinator.Audit;
 using Fleet.Coordinator.Blobs;
+using Fleet.Coordinator.Checklists;
 using Fleet.Coordinator.Embedded;
 using Fleet.Coordinator.Hosting;
 using Fleet.Coordinator.Logs;
@@ -20,6 +21,7 @@ builder.AddMetrics();
 builder.AddLogs();
 builder.AddRuns();
 builder.AddSchedules();
+builder.AddChecklists();
 builder.AddEmbeddedAgent();
 
 var app = builder.Build();
@@ -31,6 +33,7 @@ app.MapMetrics();
 app.MapLogs();
 app.MapRuns();
 app.MapSchedules();
+app.MapChecklists();
 app.Run();
 
 /// <summary>Entry point, visible to WebApplicationFactory in tests.</summary>

@@ -19,6 +19,7 @@ public abstract class FleetDbContext(DbContextOptions options) : DbContext(optio
     public DbSet<Runs.InvocationOutputChunk> InvocationOutput => Set<Runs.InvocationOutputChunk>();
     public DbSet<Schedules.ScheduleRecord> Schedules => Set<Schedules.ScheduleRecord>();
     public DbSet<Schedules.OccurrenceRecord> ScheduleOccurrences => Set<Schedules.OccurrenceRecord>();
+    public DbSet<Checklists.ChecklistSignOffRecord> ChecklistSignOffs => Set<Checklists.ChecklistSignOffRecord>();
 
     protected override void OnModelCreating(ModelBuilder modelBuilder) =>
         modelBuilder.ApplyConfigurationsFromAssembly(typeof(FleetDbContext).Assembly,
