@@ -1,4 +1,5 @@
 using Fleet.Coordinator.Agents;
+using Fleet.Coordinator.Alerts;
 using Fleet.Coordinator.Audit;
 using Fleet.Coordinator.Blobs;
 using Fleet.Coordinator.Embedded;
@@ -18,6 +19,7 @@ builder.AddAudit();
 builder.AddMetrics();
 builder.AddLogs();
 builder.AddRuns();
+builder.AddAlerts();
 builder.AddEmbeddedAgent();
 
 var app = builder.Build();
@@ -28,6 +30,7 @@ app.MapAudit();
 app.MapMetrics();
 app.MapLogs();
 app.MapRuns();
+app.MapAlerts();
 app.Run();
 
 /// <summary>Entry point, visible to WebApplicationFactory in tests.</summary>
