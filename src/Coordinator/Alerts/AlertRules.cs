@@ -52,6 +52,9 @@ public sealed class CompiledRule
     public string Kind => Definition.Kind;
     public string Severity => Definition.Severity;
     public TimeSpan For { get; init; }
+
+    /// <summary>How long a condition holds before pending turns firing (offline rules put their duration in the condition).</summary>
+    public TimeSpan PendingFor => Kind == RuleKinds.Offline ? TimeSpan.Zero : For;
     public string Metric { get; init; } = "";
     public IReadOnlyDictionary<string, string> SeriesMatchers { get; init; } = new Dictionary<string, string>();
     public string Operator { get; init; } = "";
@@ -237,7 +240,8 @@ public static partial class RuleCompiler
             throw new RuleInvalidException($"expr: '{rule.Expr}' is not 'METRIC OP NUMBER' such as 'disk.used_ratio > 0.80' (operators: > >= < <=; metric names: letters, digits, '_', '.', ':', '-')");
         var metric = m.Groups["metric"].Value;
         if (metric.Length > 200) throw new RuleInvalidException($"expr: metric name '{metric}' is longer than 200 characters");
-        var threshold = Number(m.Groups["value"].Value, "expr");
+        if (!double.TryParse(m.Groups["value"].Value, NumberStyles.Float, CultureInfo.InvariantCulture, out var threshold) || !double.IsFinite(threshold))
+            throw new RuleInvalidException($"expr: '{rule.Expr}': '{m.Groups["value"].Value}' is not a number");
         var op = m.Groups["op"].Value;
         var clear = rule.HasClear ? rule.Clear : threshold;
         if (!double.IsFinite(clear)) throw new RuleInvalidException($"clear: '{rule.Clear}' is not a number");
@@ -259,7 +263,7 @@ public static partial class RuleCompiler
         return new CompiledRule
         {
             Id = id, Definition = rule, Metric = m.Groups["metric"].Value, SeriesMatchers = Matchers(m.Groups["matchers"], "predict"),
-            Operator = ">=", Threshold = Number(m.Groups["value"].Value, "predict"),
+            Operator = ">=", Threshold = Number(m.Groups["value"].Value, $"predict: '{rule.Predict}'"),
             Within = Duration(m.Groups["within"].Value, "predict", TimeSpan.Zero, allowEmpty: false, min: TimeSpan.FromMinutes(1)),
             Window = Duration(rule.Window, "window", TimeSpan.FromHours(6), allowEmpty: true, min: TimeSpan.FromMinutes(10)),
         };

@@ -80,7 +80,7 @@ public sealed partial class AlertStore(IDbContextFactory<FleetDbContext> dbFacto
     public bool MayChange(CompiledRule rule, AlertSignal signal, DateTime now)
     {
         var (state, since) = known.TryGetValue((rule.Id, signal.Fingerprint), out var k) ? k : (AlertStates.Inactive, null);
-        return Decide(state, signal.Condition, since, rule.For, now).State != state;
+        return Decide(state, signal.Condition, since, rule.PendingFor, now).State != state;
     }
 
     /// <summary>Forgets what this process believed, then learns the open alerts from the database (other replicas change them too).</summary>
@@ -149,7 +149,7 @@ public sealed partial class AlertStore(IDbContextFactory<FleetDbContext> dbFacto
             rows.TryGetValue(fp, out var row);
             var state = row?.State ?? AlertStates.Inactive;
             var condition = signal?.Condition ?? Condition.Inactive;
-            var (next, kind, newEpisode) = Decide(state, condition, row?.ActiveSince, rule.For, now);
+            var (next, kind, newEpisode) = Decide(state, condition, row?.ActiveSince, rule.PendingFor, now);
             states[fp] = (next, next == AlertStates.Pending ? (newEpisode ? now : row?.ActiveSince) : next == AlertStates.Firing ? row?.ActiveSince ?? now : null);
             if (next == state) continue;
             if (row is null)

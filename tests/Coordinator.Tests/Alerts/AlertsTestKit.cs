@@ -23,6 +23,7 @@ sealed class AlertsHarness : IAsyncDisposable
         Coordinator = new CoordinatorFactory(store, store == Store.Postgres ? postgres : null)
             .With("Fleet:Alerts:DefaultRules", defaultRules ? "true" : "false")
             .With("Fleet:Alerts:EvaluationInterval", "00:10:00")
+            .With("Fleet:Agents:HeartbeatTimeout", "1.00:00:00") // the fake clock jumps minutes; the test streams send no heartbeats
             .WithTime(Time);
         _ = Coordinator.Server; // start it
     }
