@@ -2,6 +2,7 @@ using System.CommandLine;
 using System.CommandLine.Invocation;
 using System.CommandLine.Parsing;
 using Fleet.Cli.Agents;
+using Fleet.Cli.Alerts;
 using Fleet.Cli.Audit;
 using Fleet.Cli.Metrics;
 using Fleet.Cli.Infrastructure;
@@ -53,6 +54,9 @@ internal static class Cli
         context.Globals.AddTo(root);
 
         root.Add(AgentsCommands.Build(context));
+        root.Add(AlertsCommands.Build(context));
+        root.Add(RulesCommands.Build(context));
+        root.Add(SilenceCommands.Build(context));
         root.Add(AuditCommands.Build(context));
         root.Add(LogsCommand.Build(context));
         root.Add(MetricsCommands.BuildTop(context));
