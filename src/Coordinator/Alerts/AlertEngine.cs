@@ -21,7 +21,7 @@ namespace Fleet.Coordinator.Alerts;
 /// </summary>
 public sealed partial class AlertEngine(
     IDbContextFactory<FleetDbContext> dbFactory, AlertStore store, AlertRuleSet rules, DefaultRules defaults, IAgentPresence presence,
-    IOptions<AlertsOptions> options, TimeProvider time, ILogger<AlertEngine> logger) : BackgroundService, IBatchCommittedHook
+    ILatestMetrics latestMetrics, IOptions<AlertsOptions> options, TimeProvider time, ILogger<AlertEngine> logger) : BackgroundService, IBatchCommittedHook
 {
     public const string OutboxDroppedKind = "outbox.dropped";
     const int MaxQueued = 50_000;
@@ -29,13 +29,26 @@ public sealed partial class AlertEngine(
         new BoundedChannelOptions(MaxQueued) { SingleReader = true, FullMode = BoundedChannelFullMode.DropWrite });
     readonly ConcurrentDictionary<string, string> hostnames = new();
     readonly ConcurrentDictionary<long, DateTime> lastFullEvaluation = new();
+    readonly ConcurrentDictionary<long, DateTime> lastIngestEvaluation = new();
+
+    /// <summary>Stands for a committed log batch: the log rules query the table, so the entries themselves are not kept.</summary>
+    static readonly Batch LogsArrived = new() { Logs = new LogBatch() };
+    static readonly Batch OutboxDropped = new() { Events = new AgentEvents { Events = { new AgentEvent { Kind = OutboxDroppedKind } } } };
 
     public void Committed(IReadOnlyList<(string AgentId, Batch Batch)> batches)
     {
-        foreach (var b in batches)
-            if (b.Batch.PayloadCase is Batch.PayloadOneofCase.Metrics or Batch.PayloadOneofCase.Events or Batch.PayloadOneofCase.Logs
-                && !queue.Writer.TryWrite(b))
-                LogQueueFull(b.AgentId);
+        foreach (var (agentId, batch) in batches)
+        {
+            var queued = batch.PayloadCase switch
+            {
+                Batch.PayloadOneofCase.Metrics => batch,
+                Batch.PayloadOneofCase.Logs => LogsArrived,
+                Batch.PayloadOneofCase.Events when batch.Events.Events.Any(e => e.Kind == OutboxDroppedKind) => OutboxDropped,
+                _ => null,
+            };
+            if (queued is not null && !queue.Writer.TryWrite((agentId, queued)))
+                LogQueueFull(agentId);
+        }
     }
 
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
@@ -128,8 +141,9 @@ public sealed partial class AlertEngine(
         var dropped = batches.Any(b => b.Batch.PayloadCase == Batch.PayloadOneofCase.Events && b.Batch.Events.Events.Any(e => e.Kind == OutboxDroppedKind));
         foreach (var rule in current.Where(r => (logs && r.Kind == RuleKinds.LogRate) || (dropped && r.Kind == RuleKinds.OutboxDropped)))
         {
-            // At most once a second per rule: a burst of log batches costs one query, not one per batch.
-            if (lastFullEvaluation.TryGetValue(rule.Id, out var last) && now - last < TimeSpan.FromSeconds(1)) continue;
+            // At most once a second per rule: a burst of log batches costs one query, not one per batch (the timer catches the rest).
+            if (lastIngestEvaluation.TryGetValue(rule.Id, out var last) && now - last < TimeSpan.FromSeconds(1)) continue;
+            lastIngestEvaluation[rule.Id] = now;
             await EvaluateFullAsync(rule, now, cancellationToken);
         }
     }
@@ -157,11 +171,47 @@ public sealed partial class AlertEngine(
                 if (due.Count > 0) await store.ApplyAsync(rule, due, complete: false, now, cancellationToken);
             }
         }
+        await ResolveStaleAsync(current.Where(r => r.Kind == RuleKinds.Threshold).ToDictionary(r => r.Id), now, cancellationToken);
         foreach (var rule in current.Where(r => !RuleKinds.OnIngest(r.Kind)))
         {
             if (rule.Kind == RuleKinds.Predict && lastFullEvaluation.TryGetValue(rule.Id, out var last) && now - last < options.Value.PredictInterval)
                 continue;
             await EvaluateFullAsync(rule, now, cancellationToken);
+        }
+    }
+
+    /// <summary>
+    /// Open threshold alerts whose series stopped reporting (a mount gone, a metric renamed) resolve once its newest
+    /// sample is older than <see cref="AlertsOptions.StaleAfter"/>. A series this replica has no latest value for
+    /// (just started, no Redis) is left alone: unknown is not stale.
+    /// </summary>
+    async Task ResolveStaleAsync(Dictionary<long, CompiledRule> thresholds, DateTime now, CancellationToken cancellationToken)
+    {
+        if (thresholds.Count == 0) return;
+        var ids = thresholds.Keys.ToList();
+        List<AlertRecord> open;
+        await using (var db = dbFactory.CreateDbContext())
+            open = await db.Set<AlertRecord>().AsNoTracking()
+                .Where(a => (a.State == AlertStates.Pending || a.State == AlertStates.Firing) && ids.Contains(a.RuleId)).ToListAsync(cancellationToken);
+        if (open.Count == 0) return;
+        var labelsOf = open.ToDictionary(a => a.Id, a => AlertLabels.Parse(a.LabelsJson));
+        var agents = labelsOf.Values.Select(l => l.GetValueOrDefault("agent_id")).OfType<string>().Distinct().ToList();
+        var latest = await latestMetrics.GetAsync(agents, cancellationToken);
+        foreach (var group in open.GroupBy(a => a.RuleId))
+        {
+            var rule = thresholds[group.Key];
+            var newest = new Dictionary<string, DateTime>();
+            foreach (var agentId in group.Select(a => labelsOf[a.Id].GetValueOrDefault("agent_id")).OfType<string>().Distinct())
+            {
+                if (!latest.TryGetValue(agentId, out var values)) continue;
+                foreach (var sample in values.Samples.Where(x => x.Name == rule.Metric))
+                    newest[AlertLabels.Fingerprint(await LabelsAsync(rule, agentId, MetricLabels.Parse(sample.Labels), cancellationToken))] = sample.Time;
+            }
+            var stale = group.Where(a => newest.TryGetValue(a.Fingerprint, out var t) && now - t > options.Value.StaleAfter)
+                .Select(a => new AlertSignal(labelsOf[a.Id], Condition.Inactive, a.Value,
+                    new Dictionary<string, string> { ["stale"] = $"no sample since {newest[a.Fingerprint]:O}" }))
+                .ToList();
+            if (stale.Count > 0) await store.ApplyAsync(rule, stale, complete: false, now, cancellationToken);
         }
     }
 

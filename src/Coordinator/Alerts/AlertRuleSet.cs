@@ -18,6 +18,9 @@ public sealed class AlertsOptions : IValidatableObject
     /// <summary>Predicted-exhaustion rules read an hour of rollups or more: at most this often.</summary>
     public TimeSpan PredictInterval { get; set; } = TimeSpan.FromMinutes(5);
 
+    /// <summary>An open threshold alert whose series has sent nothing for this long resolves.</summary>
+    public TimeSpan StaleAfter { get; set; } = TimeSpan.FromMinutes(15);
+
     /// <summary>Load the rules of deploy/rules (built in) on first start.</summary>
     public bool DefaultRules { get; set; } = true;
 
@@ -33,6 +36,8 @@ public sealed class AlertsOptions : IValidatableObject
             yield return new($"{Section}:EvaluationInterval: '{EvaluationInterval}' must be between 1 second and 10 minutes.", [nameof(EvaluationInterval)]);
         if (PredictInterval < TimeSpan.FromSeconds(1) || PredictInterval > TimeSpan.FromHours(1))
             yield return new($"{Section}:PredictInterval: '{PredictInterval}' must be between 1 second and 1 hour.", [nameof(PredictInterval)]);
+        if (StaleAfter < TimeSpan.FromMinutes(1))
+            yield return new($"{Section}:StaleAfter: '{StaleAfter}' must be at least 1 minute.", [nameof(StaleAfter)]);
         if (DefaultRulesDirectory is { Length: > 0 } dir && !Directory.Exists(dir))
             yield return new($"{Section}:DefaultRulesDirectory: '{dir}' does not exist.", [nameof(DefaultRulesDirectory)]);
         if (MaxLogRowsPerEvaluation < 1000)

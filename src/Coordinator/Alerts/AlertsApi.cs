@@ -223,6 +223,8 @@ sealed class RulesApi(IDbContextFactory<FleetDbContext> dbFactory, AlertRuleSet 
             throw new RpcException(new Status(StatusCode.AlreadyExists, $"name: rule '{rule.Name}' was created concurrently"));
         }
         await rules.ReloadAsync(context.CancellationToken);
+        if (rule.Disabled && !created)
+            await store.ApplyAsync(RuleCompiler.Compile(rule, row.Id), [], complete: true, now, context.CancellationToken); // its open alerts resolve
         return AlertRuleSet.ToRule(row);
     }
 

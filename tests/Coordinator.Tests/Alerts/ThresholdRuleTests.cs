@@ -109,4 +109,28 @@ public sealed class ThresholdRuleTests(PostgresDatabase postgres) : IClassFixtur
         Assert.Equal(AlertStates.Inactive, Assert.Single(await h.AlertsAsync("disk")).State);
         Assert.Equal("pending", AlertsHarness.Kinds(await h.TransitionsAsync("disk")));
     }
+
+    [Fact]
+    public async Task FiringThreshold_WhoseSeriesStopsReporting_ResolvesAfterStaleAfter()
+    {
+        await using var h = new AlertsHarness(Store.Sqlite, null);
+        await h.RuleAsync("""
+            name: inodes
+            kind: threshold
+            severity: warning
+            expr: disk.inodes_used_ratio{mount="/mnt"} > 0.9
+            """);
+        var agent = await h.AgentAsync("agent-stale", "nfs-1");
+        await h.SampleAsync(agent, "disk.inodes_used_ratio", 0.95, ("mount", "/mnt"));
+        await h.SampleAsync(agent, "disk.inodes_used_ratio", 0.99, ("mount", "/"));
+        await h.WaitAsync("inodes", a => a.Count == 1 && a[0].State == AlertStates.Firing, "firing (for: 0)");
+        h.Time.Advance(TimeSpan.FromMinutes(10));
+        await h.Engine.TickAsync(default);
+        Assert.Equal(AlertStates.Firing, Assert.Single(await h.AlertsAsync("inodes")).State);
+        h.Time.Advance(TimeSpan.FromMinutes(6));
+        await h.Engine.TickAsync(default);
+        var resolved = Assert.Single(await h.AlertsAsync("inodes"));
+        Assert.Equal(AlertStates.Resolved, resolved.State);
+        Assert.StartsWith("no sample since", AlertLabels.Parse(resolved.AnnotationsJson)["stale"]);
+    }
 }
