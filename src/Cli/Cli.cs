@@ -2,6 +2,7 @@ using System.CommandLine;
 using System.CommandLine.Invocation;
 using System.CommandLine.Parsing;
 using Fleet.Cli.Agents;
+using Fleet.Cli.Alerts;
 using Fleet.Cli.Audit;
 using Fleet.Cli.Checklists;
 using Fleet.Cli.Metrics;
@@ -54,6 +55,9 @@ internal static class Cli
         context.Globals.AddTo(root);
 
         root.Add(AgentsCommands.Build(context));
+        root.Add(AlertsCommands.Build(context));
+        root.Add(RulesCommands.Build(context));
+        root.Add(SilenceCommands.Build(context));
         root.Add(AuditCommands.Build(context));
         root.Add(ChecklistCommands.Build(context));
         root.Add(LogsCommand.Build(context));

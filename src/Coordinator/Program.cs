@@ -1,4 +1,5 @@
 using Fleet.Coordinator.Agents;
+using Fleet.Coordinator.Alerts;
 using Fleet.Coordinator.Audit;
 using Fleet.Coordinator.Blobs;
 using Fleet.Coordinator.Checklists;
@@ -22,6 +23,7 @@ builder.AddLogs();
 builder.AddRuns();
 builder.AddSchedules();
 builder.AddChecklists();
+builder.AddAlerts();
 builder.AddEmbeddedAgent();
 
 var app = builder.Build();
@@ -34,6 +36,7 @@ app.MapLogs();
 app.MapRuns();
 app.MapSchedules();
 app.MapChecklists();
+app.MapAlerts();
 app.Run();
 
 /// <summary>Entry point, visible to WebApplicationFactory in tests.</summary>

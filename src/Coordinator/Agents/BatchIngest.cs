@@ -24,6 +24,15 @@ public interface IBatchPayloadHandler
     Task AfterCommitAsync(string agentId, Batch batch, CancellationToken cancellationToken) => Task.CompletedTask;
 }
 
+/// <summary>
+/// Told about batches after their transaction committed (first delivery only), e.g. so alert rules evaluate as samples
+/// arrive. Must return quickly (queue the work): the ingest writer calls it before taking the next group.
+/// </summary>
+public interface IBatchCommittedHook
+{
+    void Committed(IReadOnlyList<(string AgentId, Batch Batch)> batches);
+}
+
 public enum IngestOutcome { Stored, Duplicate, Rejected }
 
 public readonly record struct IngestResult(IngestOutcome Outcome, string? Reason = null);
@@ -37,7 +46,8 @@ public readonly record struct IngestResult(IngestOutcome Outcome, string? Reason
 /// If a group fails (one malformed batch, a redelivery racing its first delivery), its batches are stored one by
 /// one so each gets its own answer.
 /// </summary>
-public sealed partial class BatchIngest(IDbContextFactory<FleetDbContext> dbFactory, IEnumerable<IBatchPayloadHandler> handlers, TimeProvider time, ILogger<BatchIngest> logger) : BackgroundService
+public sealed partial class BatchIngest(IDbContextFactory<FleetDbContext> dbFactory, IEnumerable<IBatchPayloadHandler> handlers, TimeProvider time, ILogger<BatchIngest> logger,
+    IEnumerable<IBatchCommittedHook> committedHooks) : BackgroundService
 {
     const int MaxGroup = 500;
     readonly Dictionary<Batch.PayloadOneofCase, IBatchPayloadHandler> handlers = handlers.ToDictionary(h => h.Payload);
@@ -111,6 +121,7 @@ public sealed partial class BatchIngest(IDbContextFactory<FleetDbContext> dbFact
                 write = time.GetElapsedTime(started);
                 await tx.CommitAsync(cancellationToken);
                 commit = time.GetElapsedTime(started);
+                NotifyCommitted(fresh.Select(p => (p.AgentId, p.Batch)).ToList());
                 // Caches of all batches updated at once (Redis pipelines them), each batch acked as soon as its own is done.
                 await Task.WhenAll(fresh.Select(async p =>
                 {
@@ -141,6 +152,11 @@ public sealed partial class BatchIngest(IDbContextFactory<FleetDbContext> dbFact
                 ("ReceivedAt", fresh.Select(_ => now).ToArray()),
             ],
             "", "", cancellationToken);
+
+    void NotifyCommitted(IReadOnlyList<(string AgentId, Batch Batch)> batches)
+    {
+        foreach (var hook in committedHooks) hook.Committed(batches);
+    }
 
     async Task AfterCommitAsync(Pending p, CancellationToken cancellationToken)
     {
@@ -183,6 +199,7 @@ public sealed partial class BatchIngest(IDbContextFactory<FleetDbContext> dbFact
         {
             await db.SaveChangesAsync(cancellationToken);
             await tx.CommitAsync(cancellationToken);
+            NotifyCommitted([(agentId, batch)]);
             await AfterCommitAsync(p, cancellationToken);
             return new(IngestOutcome.Stored);
         }

@@ -1,0 +1,429 @@
+using System.Collections.Concurrent;
+using System.Globalization;
+using System.Threading.Channels;
+using Fleet.Coordinator.Agents;
+using Fleet.Coordinator.Agents.Presence;
+using Fleet.Coordinator.Logs;
+using Fleet.Coordinator.Metrics;
+using Fleet.Coordinator.Runs;
+using Fleet.Coordinator.Storage;
+using Fleet.Protocol.V1;
+using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.Options;
+
+namespace Fleet.Coordinator.Alerts;
+
+/// <summary>
+/// Evaluates the rules. Threshold and probe rules run as batches commit (the ingest's post-commit hook queues them:
+/// no evaluation-interval wait); a timer promotes pending alerts whose <c>for</c> has passed and evaluates the rules
+/// that look at the whole fleet (offline, predicted exhaustion, failed runs, log rates, dropped outbox data, watchdog).
+/// Log and agent-event batches also trigger their rules right away.
+/// </summary>
+public sealed partial class AlertEngine(
+    IDbContextFactory<FleetDbContext> dbFactory, AlertStore store, AlertRuleSet rules, DefaultRules defaults, IAgentPresence presence,
+    ILatestMetrics latestMetrics, IOptions<AlertsOptions> options, TimeProvider time, ILogger<AlertEngine> logger) : BackgroundService, IBatchCommittedHook
+{
+    public const string OutboxDroppedKind = "outbox.dropped";
+    const int MaxQueued = 50_000;
+    readonly Channel<(string AgentId, Batch Batch)> queue = Channel.CreateBounded<(string, Batch)>(
+        new BoundedChannelOptions(MaxQueued) { SingleReader = true, FullMode = BoundedChannelFullMode.DropWrite });
+    readonly ConcurrentDictionary<string, string> hostnames = new();
+    readonly ConcurrentDictionary<long, DateTime> lastFullEvaluation = new();
+    readonly ConcurrentDictionary<long, DateTime> lastIngestEvaluation = new();
+
+    /// <summary>Stands for a committed log batch: the log rules query the table, so the entries themselves are not kept.</summary>
+    static readonly Batch LogsArrived = new() { Logs = new LogBatch() };
+    static readonly Batch OutboxDropped = new() { Events = new AgentEvents { Events = { new AgentEvent { Kind = OutboxDroppedKind } } } };
+
+    public void Committed(IReadOnlyList<(string AgentId, Batch Batch)> batches)
+    {
+        foreach (var (agentId, batch) in batches)
+        {
+            var queued = batch.PayloadCase switch
+            {
+                Batch.PayloadOneofCase.Metrics => batch,
+                Batch.PayloadOneofCase.Logs => LogsArrived,
+                Batch.PayloadOneofCase.Events when batch.Events.Events.Any(e => e.Kind == OutboxDroppedKind) => OutboxDropped,
+                _ => null,
+            };
+            if (queued is not null && !queue.Writer.TryWrite((agentId, queued)))
+                LogQueueFull(agentId);
+        }
+    }
+
+    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    {
+        try
+        {
+            if (options.Value.DefaultRules) await defaults.EnsureLoadedAsync(stoppingToken);
+            await rules.ReloadAsync(stoppingToken);
+            await store.RefreshAsync(stoppingToken);
+        }
+        catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested) { return; }
+        var ingest = ReadIngestAsync(stoppingToken);
+        using var timer = new PeriodicTimer(options.Value.EvaluationInterval, time);
+        try
+        {
+            do
+            {
+                try { await TickAsync(stoppingToken); }
+                catch (Exception ex) when (ex is System.Data.Common.DbException or DbUpdateException or InvalidOperationException or TimeoutException)
+                {
+                    LogTickFailed(ex);
+                }
+            }
+            while (await timer.WaitForNextTickAsync(stoppingToken));
+        }
+        catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested) { }
+        await ingest;
+    }
+
+    async Task ReadIngestAsync(CancellationToken stoppingToken)
+    {
+        var group = new List<(string AgentId, Batch Batch)>();
+        try
+        {
+            while (await queue.Reader.WaitToReadAsync(stoppingToken))
+            {
+                group.Clear();
+                while (group.Count < 1000 && queue.Reader.TryRead(out var b)) group.Add(b);
+                try { await EvaluateBatchesAsync(group, stoppingToken); }
+                catch (Exception ex) when (ex is System.Data.Common.DbException or DbUpdateException or InvalidOperationException or TimeoutException)
+                {
+                    LogIngestEvaluationFailed(ex);
+                }
+            }
+        }
+        catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested) { }
+    }
+
+    /// <summary>Evaluates the rules that committed batches concern (threshold, probe; log and outbox rules when such data arrived).</summary>
+    public async Task EvaluateBatchesAsync(IReadOnlyList<(string AgentId, Batch Batch)> batches, CancellationToken cancellationToken)
+    {
+        var now = time.GetUtcNow().UtcDateTime;
+        var current = rules.Current;
+        foreach (var rule in current.Where(r => r.Kind == RuleKinds.Threshold))
+        {
+            var latest = new Dictionary<(string, string), (MetricSample Sample, List<KeyValuePair<string, string>> Labels)>();
+            foreach (var (agentId, batch) in batches)
+            {
+                if (batch.PayloadCase != Batch.PayloadOneofCase.Metrics) continue;
+                foreach (var s in batch.Metrics.Samples)
+                {
+                    if (s.Name != rule.Metric) continue;
+                    var labels = s.Labels.ToList();
+                    if (!rule.MatchesSeries(s.Name, labels)) continue;
+                    var key = (agentId, MetricLabels.Canonical(labels));
+                    if (!latest.TryGetValue(key, out var old) || old.Sample.TimeUnixMs <= s.TimeUnixMs) latest[key] = (s, labels);
+                }
+            }
+            if (latest.Count == 0) continue;
+            var signals = new List<AlertSignal>();
+            foreach (var ((agentId, _), (sample, labels)) in latest)
+                signals.Add(new AlertSignal(await LabelsAsync(rule, agentId, labels, cancellationToken), rule.Evaluate(sample.Value), sample.Value));
+            var changing = signals.Where(s => store.MayChange(rule, s, now)).ToList();
+            if (changing.Count > 0) await store.ApplyAsync(rule, changing, complete: false, now, cancellationToken);
+        }
+        foreach (var rule in current.Where(r => r.Kind == RuleKinds.Probe))
+        {
+            var signals = new List<AlertSignal>();
+            foreach (var (agentId, batch) in batches)
+            {
+                if (batch.PayloadCase != Batch.PayloadOneofCase.Metrics) continue;
+                foreach (var name in batch.Metrics.Probes.Select(p => p.Name).Distinct())
+                    if (rule.Metric == "*" || rule.Metric == name)
+                        signals.Add(await ProbeSignalAsync(rule, agentId, name, cancellationToken));
+            }
+            var changing = signals.Where(s => store.MayChange(rule, s, now)).ToList();
+            if (changing.Count > 0) await store.ApplyAsync(rule, changing, complete: false, now, cancellationToken);
+        }
+        var logs = batches.Any(b => b.Batch.PayloadCase == Batch.PayloadOneofCase.Logs);
+        var dropped = batches.Any(b => b.Batch.PayloadCase == Batch.PayloadOneofCase.Events && b.Batch.Events.Events.Any(e => e.Kind == OutboxDroppedKind));
+        foreach (var rule in current.Where(r => (logs && r.Kind == RuleKinds.LogRate) || (dropped && r.Kind == RuleKinds.OutboxDropped)))
+        {
+            // At most once a second per rule: a burst of log batches costs one query, not one per batch (the timer catches the rest).
+            if (lastIngestEvaluation.TryGetValue(rule.Id, out var last) && now - last < TimeSpan.FromSeconds(1)) continue;
+            lastIngestEvaluation[rule.Id] = now;
+            await EvaluateFullAsync(rule, now, cancellationToken);
+        }
+    }
+
+    /// <summary>One timer pass: reload rules, learn other replicas' states, promote pending alerts, evaluate the fleet-wide rules.</summary>
+    public async Task TickAsync(CancellationToken cancellationToken)
+    {
+        await rules.ReloadAsync(cancellationToken);
+        await store.RefreshAsync(cancellationToken);
+        hostnames.Clear();
+        var now = time.GetUtcNow().UtcDateTime;
+        var current = rules.Current;
+        var onIngest = current.Where(r => RuleKinds.OnIngest(r.Kind) && r.For > TimeSpan.Zero).ToDictionary(r => r.Id);
+        if (onIngest.Count > 0)
+        {
+            var ids = onIngest.Keys.ToList();
+            await using var db = dbFactory.CreateDbContext();
+            var pending = await db.Set<AlertRecord>().AsNoTracking()
+                .Where(a => a.State == AlertStates.Pending && ids.Contains(a.RuleId)).ToListAsync(cancellationToken);
+            foreach (var group in pending.GroupBy(a => a.RuleId))
+            {
+                var rule = onIngest[group.Key];
+                var due = group.Where(a => now - (a.ActiveSince ?? now) >= rule.For)
+                    .Select(a => new AlertSignal(AlertLabels.Parse(a.LabelsJson), Condition.Active, a.Value)).ToList();
+                if (due.Count > 0) await store.ApplyAsync(rule, due, complete: false, now, cancellationToken);
+            }
+        }
+        await ResolveStaleAsync(current.Where(r => r.Kind == RuleKinds.Threshold).ToDictionary(r => r.Id), now, cancellationToken);
+        foreach (var rule in current.Where(r => !RuleKinds.OnIngest(r.Kind)))
+        {
+            if (rule.Kind == RuleKinds.Predict && lastFullEvaluation.TryGetValue(rule.Id, out var last) && now - last < options.Value.PredictInterval)
+                continue;
+            await EvaluateFullAsync(rule, now, cancellationToken);
+        }
+    }
+
+    /// <summary>
+    /// Open threshold alerts whose series stopped reporting (a mount gone, a metric renamed) resolve once its newest
+    /// sample is older than <see cref="AlertsOptions.StaleAfter"/>. A series this replica has no latest value for
+    /// (just started, no Redis) is left alone: unknown is not stale.
+    /// </summary>
+    async Task ResolveStaleAsync(Dictionary<long, CompiledRule> thresholds, DateTime now, CancellationToken cancellationToken)
+    {
+        if (thresholds.Count == 0) return;
+        var ids = thresholds.Keys.ToList();
+        List<AlertRecord> open;
+        await using (var db = dbFactory.CreateDbContext())
+            open = await db.Set<AlertRecord>().AsNoTracking()
+                .Where(a => (a.State == AlertStates.Pending || a.State == AlertStates.Firing) && ids.Contains(a.RuleId)).ToListAsync(cancellationToken);
+        if (open.Count == 0) return;
+        var labelsOf = open.ToDictionary(a => a.Id, a => AlertLabels.Parse(a.LabelsJson));
+        var agents = labelsOf.Values.Select(l => l.GetValueOrDefault("agent_id")).OfType<string>().Distinct().ToList();
+        var latest = await latestMetrics.GetAsync(agents, cancellationToken);
+        foreach (var group in open.GroupBy(a => a.RuleId))
+        {
+            var rule = thresholds[group.Key];
+            var newest = new Dictionary<string, DateTime>();
+            foreach (var agentId in group.Select(a => labelsOf[a.Id].GetValueOrDefault("agent_id")).OfType<string>().Distinct())
+            {
+                if (!latest.TryGetValue(agentId, out var values)) continue;
+                foreach (var sample in values.Samples.Where(x => x.Name == rule.Metric))
+                    newest[AlertLabels.Fingerprint(await LabelsAsync(rule, agentId, MetricLabels.Parse(sample.Labels), cancellationToken))] = sample.Time;
+            }
+            var stale = group.Where(a => newest.TryGetValue(a.Fingerprint, out var t) && now - t > options.Value.StaleAfter)
+                .Select(a => new AlertSignal(labelsOf[a.Id], Condition.Inactive, a.Value,
+                    new Dictionary<string, string> { ["stale"] = $"no sample since {newest[a.Fingerprint]:O}" }))
+                .ToList();
+            if (stale.Count > 0) await store.ApplyAsync(rule, stale, complete: false, now, cancellationToken);
+        }
+    }
+
+    async Task EvaluateFullAsync(CompiledRule rule, DateTime now, CancellationToken cancellationToken)
+    {
+        lastFullEvaluation[rule.Id] = now;
+        var signals = rule.Kind switch
+        {
+            RuleKinds.Watchdog => [new AlertSignal(BaseLabels(rule), Condition.Active, 1)],
+            RuleKinds.Offline => await OfflineSignalsAsync(rule, now, cancellationToken),
+            RuleKinds.Predict => await PredictSignalsAsync(rule, now, cancellationToken),
+            RuleKinds.RunFailed => await RunFailedSignalsAsync(rule, now, cancellationToken),
+            RuleKinds.LogRate => await LogRateSignalsAsync(rule, now, cancellationToken),
+            RuleKinds.OutboxDropped => await OutboxSignalsAsync(rule, now, cancellationToken),
+            _ => [],
+        };
+        await store.ApplyAsync(rule, signals, complete: true, now, cancellationToken);
+    }
+
+    static Dictionary<string, string> BaseLabels(CompiledRule rule)
+    {
+        var labels = new Dictionary<string, string>(rule.Definition.Labels) { ["alertname"] = rule.Name };
+        return labels;
+    }
+
+    async Task<Dictionary<string, string>> LabelsAsync(CompiledRule rule, string agentId, IEnumerable<KeyValuePair<string, string>> extra, CancellationToken cancellationToken)
+    {
+        var labels = BaseLabels(rule);
+        foreach (var (k, v) in extra) labels[k] = v;
+        labels["agent_id"] = agentId;
+        labels["host"] = await HostnameAsync(agentId, cancellationToken);
+        return labels;
+    }
+
+    async Task<string> HostnameAsync(string agentId, CancellationToken cancellationToken)
+    {
+        if (hostnames.TryGetValue(agentId, out var name)) return name;
+        await using var db = dbFactory.CreateDbContext();
+        name = await db.Agents.AsNoTracking().Where(a => a.Id == agentId).Select(a => a.Hostname).FirstOrDefaultAsync(cancellationToken) ?? agentId;
+        hostnames[agentId] = name;
+        return name;
+    }
+
+    async Task<AlertSignal> ProbeSignalAsync(CompiledRule rule, string agentId, string probe, CancellationToken cancellationToken)
+    {
+        var failures = rule.Definition.Failures > 0 ? rule.Definition.Failures : 3;
+        await using var db = dbFactory.CreateDbContext();
+        var recent = await db.Set<ProbeResultRecord>().AsNoTracking()
+            .Where(p => p.AgentId == agentId && p.Name == probe)
+            .OrderByDescending(p => p.Time).Take(failures)
+            .Select(p => new { p.Ok, p.Reason, p.Target, p.Kind }).ToListAsync(cancellationToken);
+        var consecutive = recent.TakeWhile(p => !p.Ok).Count();
+        var labels = await LabelsAsync(rule, agentId, [new("probe", probe)], cancellationToken);
+        var annotations = new Dictionary<string, string>
+        {
+            ["reason"] = recent.FirstOrDefault()?.Reason ?? "",
+            ["target"] = recent.FirstOrDefault()?.Target ?? "",
+        };
+        return new AlertSignal(labels, consecutive >= failures ? Condition.Active : Condition.Inactive, consecutive, annotations);
+    }
+
+    async Task<List<AlertSignal>> OfflineSignalsAsync(CompiledRule rule, DateTime now, CancellationToken cancellationToken)
+    {
+        await using var db = dbFactory.CreateDbContext();
+        var agents = await db.Agents.AsNoTracking().Select(a => new { a.Id, a.Hostname, a.LastSeen }).ToListAsync(cancellationToken);
+        var online = await presence.GetAsync(agents.Select(a => a.Id).ToList(), cancellationToken);
+        var signals = new List<AlertSignal>();
+        foreach (var a in agents)
+        {
+            hostnames[a.Id] = a.Hostname;
+            if (online.ContainsKey(a.Id)) continue;
+            var gone = now - a.LastSeen;
+            if (gone < rule.For) continue;
+            var labels = BaseLabels(rule);
+            labels["agent_id"] = a.Id;
+            labels["host"] = a.Hostname;
+            signals.Add(new AlertSignal(labels, Condition.Active, Math.Round(gone.TotalMinutes, 1),
+                new Dictionary<string, string> { ["last_seen"] = a.LastSeen.ToString("O", CultureInfo.InvariantCulture) }));
+        }
+        return signals;
+    }
+
+    async Task<List<AlertSignal>> PredictSignalsAsync(CompiledRule rule, DateTime now, CancellationToken cancellationToken)
+    {
+        var since = now - rule.Window;
+        var metric = rule.Metric;
+        await using var db = dbFactory.CreateDbContext();
+        var rows = await db.Set<MetricRollupRecord>().AsNoTracking()
+            .Where(r => r.Resolution == 60 && r.Name == metric && r.Bucket >= since && r.Bucket <= now)
+            .Select(r => new { r.AgentId, r.Labels, r.Bucket, r.Sum, r.Count }).ToListAsync(cancellationToken);
+        var signals = new List<AlertSignal>();
+        foreach (var series in rows.GroupBy(r => (r.AgentId, r.Labels)))
+        {
+            var labels = MetricLabels.Parse(series.Key.Labels);
+            if (!rule.MatchesSeries(metric, labels)) continue;
+            var points = series.Where(p => p.Count > 0).Select(p => (X: (p.Bucket.AddSeconds(30) - now).TotalHours, Y: p.Sum / p.Count)).ToList();
+            if (points.Count < 5) continue;
+            var eta = HoursUntil(points, rule.Threshold);
+            if (eta is not { } hours || hours > rule.Within.TotalHours) continue;
+            signals.Add(new AlertSignal(await LabelsAsync(rule, series.Key.AgentId, labels, cancellationToken), Condition.Active, Math.Round(hours, 2),
+                new Dictionary<string, string> { ["eta"] = Protocol.Durations.Format(TimeSpan.FromMinutes(Math.Max(0, Math.Round(hours * 60)))) }));
+        }
+        return signals;
+    }
+
+    /// <summary>Hours from now until the least-squares line through the points reaches <paramref name="target"/>; 0 when already there, null when never.</summary>
+    public static double? HoursUntil(IReadOnlyList<(double X, double Y)> points, double target)
+    {
+        var n = points.Count;
+        var mx = points.Average(p => p.X);
+        var my = points.Average(p => p.Y);
+        var sxx = points.Sum(p => (p.X - mx) * (p.X - mx));
+        if (sxx <= 0) return null;
+        var slope = points.Sum(p => (p.X - mx) * (p.Y - my)) / sxx;
+        var nowValue = my - slope * mx; // the line at x = 0 (now)
+        if (nowValue >= target) return 0;
+        if (slope <= 0 || n < 2) return null;
+        return (target - nowValue) / slope;
+    }
+
+    async Task<List<AlertSignal>> RunFailedSignalsAsync(CompiledRule rule, DateTime now, CancellationToken cancellationToken)
+    {
+        var since = now - rule.Within;
+        var task = rule.Metric;
+        await using var db = dbFactory.CreateDbContext();
+        var final = InvocationStates.Final;
+        var query = from i in db.Invocations.AsNoTracking()
+                    join r in db.Runs.AsNoTracking() on i.RunId equals r.Id
+                    where i.FinishedAt != null && i.FinishedAt >= since && final.Contains(i.State) && (task == "*" || r.Task == task)
+                    select new { r.Task, i.AgentId, i.Hostname, i.State, i.FinishedAt, i.RunId, i.ExitCode, i.Error };
+        var rows = await query.ToListAsync(cancellationToken);
+        var signals = new List<AlertSignal>();
+        foreach (var g in rows.GroupBy(r => (r.Task, r.AgentId)))
+        {
+            var latest = g.OrderByDescending(r => r.FinishedAt).First();
+            if (Array.IndexOf(InvocationStates.Errors, latest.State) < 0) continue;
+            hostnames[latest.AgentId] = latest.Hostname;
+            var labels = BaseLabels(rule);
+            labels["task"] = latest.Task;
+            labels["agent_id"] = latest.AgentId;
+            labels["host"] = latest.Hostname;
+            signals.Add(new AlertSignal(labels, Condition.Active, latest.ExitCode, new Dictionary<string, string>
+            {
+                ["run_id"] = latest.RunId,
+                ["state"] = latest.State.ToString(),
+                ["error"] = latest.Error.Length > 500 ? latest.Error[..500] : latest.Error,
+            }));
+        }
+        return signals;
+    }
+
+    async Task<List<AlertSignal>> LogRateSignalsAsync(CompiledRule rule, DateTime now, CancellationToken cancellationToken)
+    {
+        var since = now - rule.Within;
+        var filter = LogFilter.Parse("", "", rule.Definition.LogSeverity, rule.Definition.Query);
+        await using var db = dbFactory.CreateDbContext();
+        var entries = await filter.ApplyAsync(db, db.Set<LogEntryRecord>().AsNoTracking().Where(e => e.Time >= since && e.Time <= now), cancellationToken);
+        var counts = new List<(string AgentId, string? Label, string? Value, int Count)>();
+        if (rule.ByField.StartsWith("fields.", StringComparison.Ordinal))
+        {
+            var field = rule.ByField["fields.".Length..];
+            var rows = await entries.Select(e => new { e.AgentId, e.FieldsJson }).Take(options.Value.MaxLogRowsPerEvaluation).ToListAsync(cancellationToken);
+            counts.AddRange(rows
+                .Select(r => (r.AgentId, Value: AlertLabels.Parse(r.FieldsJson).GetValueOrDefault(field)))
+                .Where(r => !string.IsNullOrEmpty(r.Value))
+                .GroupBy(r => r) .Select(g => (g.Key.AgentId, (string?)LabelName(field), g.Key.Value, g.Count())));
+        }
+        else if (rule.ByField == "source")
+        {
+            var rows = await entries.GroupBy(e => new { e.AgentId, e.Source }).Select(g => new { g.Key.AgentId, g.Key.Source, Count = g.Count() }).ToListAsync(cancellationToken);
+            counts.AddRange(rows.Select(r => (r.AgentId, (string?)"source", (string?)r.Source, r.Count)));
+        }
+        else
+        {
+            var rows = await entries.GroupBy(e => e.AgentId).Select(g => new { AgentId = g.Key, Count = g.Count() }).ToListAsync(cancellationToken);
+            counts.AddRange(rows.Select(r => (r.AgentId, (string?)null, (string?)null, r.Count)));
+        }
+        var signals = new List<AlertSignal>();
+        foreach (var (agentId, label, value, count) in counts)
+        {
+            if (count <= rule.Definition.MoreThan) continue;
+            var extra = label is null ? [] : new List<KeyValuePair<string, string>> { new(label, value!) };
+            signals.Add(new AlertSignal(await LabelsAsync(rule, agentId, extra, cancellationToken), Condition.Active, count,
+                new Dictionary<string, string> { ["window"] = Protocol.Durations.Format(rule.Within) }));
+        }
+        return signals;
+    }
+
+    /// <summary>A log field name as a label name ("src.ip" -> "src_ip").</summary>
+    static string LabelName(string field) => new(field.Select(c => char.IsAsciiLetterOrDigit(c) || c == '_' ? c : '_').ToArray());
+
+    async Task<List<AlertSignal>> OutboxSignalsAsync(CompiledRule rule, DateTime now, CancellationToken cancellationToken)
+    {
+        var since = now - rule.Within;
+        await using var db = dbFactory.CreateDbContext();
+        var rows = await db.AgentEvents.AsNoTracking()
+            .Where(e => e.Kind == OutboxDroppedKind && e.Time >= since)
+            .GroupBy(e => e.AgentId).Select(g => new { AgentId = g.Key, Count = g.Count(), Last = g.Max(e => e.Time) })
+            .ToListAsync(cancellationToken);
+        var signals = new List<AlertSignal>();
+        foreach (var r in rows)
+            signals.Add(new AlertSignal(await LabelsAsync(rule, r.AgentId, [], cancellationToken), Condition.Active, r.Count,
+                new Dictionary<string, string> { ["last_event"] = r.Last.ToString("O", CultureInfo.InvariantCulture) }));
+        return signals;
+    }
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Alert evaluation queue full; a batch from agent {AgentId} is evaluated on its next sample")]
+    partial void LogQueueFull(string agentId);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Alert timer evaluation failed; retrying on the next tick")]
+    partial void LogTickFailed(Exception exception);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Alert evaluation of ingested batches failed")]
+    partial void LogIngestEvaluationFailed(Exception exception);
+}

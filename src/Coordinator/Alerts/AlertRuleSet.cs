@@ -1,0 +1,162 @@
+using System.ComponentModel.DataAnnotations;
+using Fleet.Coordinator.Storage;
+using Google.Protobuf.WellKnownTypes;
+using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.Options;
+using Rule = Fleet.Protocol.V1.Rule;
+
+namespace Fleet.Coordinator.Alerts;
+
+/// <summary>Section "Fleet:Alerts".</summary>
+public sealed class AlertsOptions : IValidatableObject
+{
+    public const string Section = "Fleet:Alerts";
+
+    /// <summary>How often the timer evaluates the fleet-wide rules and promotes pending alerts whose <c>for</c> passed.</summary>
+    public TimeSpan EvaluationInterval { get; set; } = TimeSpan.FromSeconds(15);
+
+    /// <summary>Predicted-exhaustion rules read an hour of rollups or more: at most this often.</summary>
+    public TimeSpan PredictInterval { get; set; } = TimeSpan.FromMinutes(5);
+
+    /// <summary>An open threshold alert whose series has sent nothing for this long resolves.</summary>
+    public TimeSpan StaleAfter { get; set; } = TimeSpan.FromMinutes(15);
+
+    /// <summary>Load the rules of deploy/rules (built in) on first start.</summary>
+    public bool DefaultRules { get; set; } = true;
+
+    /// <summary>Load the default rules from this directory's *.yaml instead of the built-in copies.</summary>
+    public string? DefaultRulesDirectory { get; set; }
+
+    /// <summary>A log_rate rule grouped by a log field reads at most this many matching entries per evaluation.</summary>
+    public int MaxLogRowsPerEvaluation { get; set; } = 200_000;
+
+    public IEnumerable<ValidationResult> Validate(ValidationContext validationContext)
+    {
+        if (EvaluationInterval < TimeSpan.FromSeconds(1) || EvaluationInterval > TimeSpan.FromMinutes(10))
+            yield return new($"{Section}:EvaluationInterval: '{EvaluationInterval}' must be between 1 second and 10 minutes.", [nameof(EvaluationInterval)]);
+        if (PredictInterval < TimeSpan.FromSeconds(1) || PredictInterval > TimeSpan.FromHours(1))
+            yield return new($"{Section}:PredictInterval: '{PredictInterval}' must be between 1 second and 1 hour.", [nameof(PredictInterval)]);
+        if (StaleAfter < TimeSpan.FromMinutes(1))
+            yield return new($"{Section}:StaleAfter: '{StaleAfter}' must be at least 1 minute.", [nameof(StaleAfter)]);
+        if (DefaultRulesDirectory is { Length: > 0 } dir && !Directory.Exists(dir))
+            yield return new($"{Section}:DefaultRulesDirectory: '{dir}' does not exist.", [nameof(DefaultRulesDirectory)]);
+        if (MaxLogRowsPerEvaluation < 1000)
+            yield return new($"{Section}:MaxLogRowsPerEvaluation: '{MaxLogRowsPerEvaluation}' must be at least 1000.", [nameof(MaxLogRowsPerEvaluation)]);
+    }
+}
+
+/// <summary>The enabled rules, compiled; reloaded on every timer tick (other replicas' edits) and after this replica's edits.</summary>
+public sealed partial class AlertRuleSet(IDbContextFactory<FleetDbContext> dbFactory, ILogger<AlertRuleSet> logger)
+{
+    volatile IReadOnlyList<CompiledRule> current = [];
+
+    public IReadOnlyList<CompiledRule> Current => current;
+
+    public async Task ReloadAsync(CancellationToken cancellationToken)
+    {
+        await using var db = dbFactory.CreateDbContext();
+        var rows = await db.Set<AlertRuleRecord>().AsNoTracking().Where(r => !r.Disabled).OrderBy(r => r.Id).ToListAsync(cancellationToken);
+        var compiled = new List<CompiledRule>(rows.Count);
+        foreach (var row in rows)
+        {
+            try { compiled.Add(RuleCompiler.Compile(ToRule(row), row.Id)); }
+            catch (Exception ex) when (ex is RuleInvalidException or Google.Protobuf.InvalidProtocolBufferException)
+            {
+                LogInvalid(row.Name, ex.Message); // validated on save: only a rule stored by an older version gets here
+            }
+        }
+        current = compiled;
+    }
+
+    public static Rule ToRule(AlertRuleRecord row)
+    {
+        var rule = RuleCompiler.FromJson(row.DefinitionJson);
+        rule.Id = row.Id;
+        rule.Name = row.Name;
+        rule.DefaultRule = row.DefaultRule;
+        rule.Disabled = row.Disabled;
+        rule.UpdatedAt = Timestamp.FromDateTime(row.UpdatedAt);
+        return rule;
+    }
+
+    [LoggerMessage(Level = LogLevel.Error, Message = "Alert rule {Rule} is not valid and is not evaluated: {Problem}")]
+    partial void LogInvalid(string rule, string problem);
+}
+
+/// <summary>
+/// Loads the shipped rules (deploy/rules/*.yaml, built into the coordinator) on first start, with a marker row in the
+/// same transaction: once loaded, an operator's edits and deletions stick across restarts and upgrades.
+/// A default rule that does not validate stops the start, naming the file and the field.
+/// </summary>
+public sealed partial class DefaultRules(IDbContextFactory<FleetDbContext> dbFactory, IOptions<AlertsOptions> options, TimeProvider time, ILogger<DefaultRules> logger)
+{
+    public const string MarkerKey = "defaults-v1";
+
+    /// <summary>The shipped rules (file name, YAML).</summary>
+    public IEnumerable<(string File, string Yaml)> Files()
+    {
+        if (options.Value.DefaultRulesDirectory is { Length: > 0 } dir)
+        {
+            foreach (var path in Directory.EnumerateFiles(dir, "*.yaml").Order(StringComparer.Ordinal))
+                yield return (Path.GetFileName(path), File.ReadAllText(path));
+            yield break;
+        }
+        var assembly = typeof(DefaultRules).Assembly;
+        foreach (var name in assembly.GetManifestResourceNames().Where(n => n.StartsWith("rules/", StringComparison.Ordinal)).Order(StringComparer.Ordinal))
+        {
+            using var reader = new StreamReader(assembly.GetManifestResourceStream(name)!);
+            yield return (name["rules/".Length..], reader.ReadToEnd());
+        }
+    }
+
+    public IReadOnlyList<Rule> Parse()
+    {
+        var rules = new List<Rule>();
+        foreach (var (file, yaml) in Files())
+        {
+            try
+            {
+                var rule = RuleCompiler.FromYaml(yaml, file);
+                RuleCompiler.Compile(rule);
+                rules.Add(rule);
+            }
+            catch (RuleInvalidException ex)
+            {
+                throw new OptionsValidationException(AlertsOptions.Section, typeof(AlertsOptions), [$"default rule {file}: {ex.Message}"]);
+            }
+        }
+        return rules;
+    }
+
+    /// <summary>Loads the defaults unless the marker says they were loaded; true when this call loaded them.</summary>
+    public async Task<bool> EnsureLoadedAsync(CancellationToken cancellationToken)
+    {
+        await using var db = dbFactory.CreateDbContext();
+        if (await db.Set<AlertRuleDefaultsMarker>().AnyAsync(m => m.Key == MarkerKey, cancellationToken)) return false;
+        var rules = Parse();
+        var now = time.GetUtcNow().UtcDateTime;
+        var existing = await db.Set<AlertRuleRecord>().Select(r => r.Name).ToListAsync(cancellationToken);
+        await using var tx = await db.Database.BeginTransactionAsync(cancellationToken);
+        db.Set<AlertRuleDefaultsMarker>().Add(new AlertRuleDefaultsMarker { Key = MarkerKey, LoadedAt = now, Count = rules.Count });
+        foreach (var rule in rules.Where(r => !existing.Contains(r.Name)))
+            db.Set<AlertRuleRecord>().Add(new AlertRuleRecord
+            {
+                Name = rule.Name, Kind = rule.Kind, Severity = rule.Severity, DefinitionJson = RuleCompiler.ToJson(rule),
+                Disabled = rule.Disabled, DefaultRule = true, CreatedAt = now, UpdatedAt = now,
+            });
+        try
+        {
+            await db.SaveChangesAsync(cancellationToken);
+            await tx.CommitAsync(cancellationToken);
+            LogLoaded(rules.Count);
+            return true;
+        }
+        catch (DbUpdateException)
+        {
+            return false; // another replica loaded them first (the marker's key is unique)
+        }
+    }
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Loaded {Count} default alert rules (first start)")]
+    partial void LogLoaded(int count);
+}
