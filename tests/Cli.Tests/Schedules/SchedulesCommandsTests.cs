@@ -67,11 +67,11 @@ public sealed class SchedulesCommandsTests : IAsyncLifetime
         Assert.True(run.ExitCode == 0, run.ToString());
         Assert.Equal("daily-health-checks", Assert.Single(_coordinator.Service.Received<ScheduleRequest>()).Id);
         var lines = run.StdoutLines;
-        Assert.Contains("ID:           daily-health-checks", lines);
-        Assert.Contains("Cron:         0 6 * * *", lines);
-        Assert.Contains("Targets:      *", lines);
-        Assert.Contains("Next fire:    2025-03-15T06:00:00Z (2025-03-15T06:00:00+00:00 UTC)", lines);
-        Assert.Contains("Source:       defaults", lines);
+        Assert.Contains("ID:          daily-health-checks", lines);
+        Assert.Contains("Cron:        0 6 * * *", lines);
+        Assert.Contains("Targets:     *", lines);
+        Assert.Contains("Next fire:   2025-03-15T06:00:00Z (2025-03-15T06:00:00+00:00 UTC)", lines);
+        Assert.Contains("Source:      defaults", lines);
         Assert.Contains(lines, l => Regex.IsMatch(l, @"^0\s+Health\s+health\.check\s+-\s+continue\s+-\s+-\s+-\s+yes$"));
         Assert.Contains(lines, l => Regex.IsMatch(l, @"^1\s+Scan\s+security\.scan\s+-\s+continue\s+-\s+-\s+-\s+no \(task-unavailable\)$"));
     }
@@ -194,11 +194,11 @@ public sealed class SchedulesCommandsTests : IAsyncLifetime
 
         Assert.True(run.ExitCode == 0, run.ToString());
         var lines = run.StdoutLines;
-        Assert.Contains("Occurrence:  o-manual1", lines);
-        Assert.Contains("Kind:        manual", lines);
-        Assert.Contains("State:       open", lines);
-        Assert.Contains("Hosts:       a-web1, a-web2", lines);
-        Assert.Contains("Created by:  alice", lines);
+        Assert.Contains("Occurrence: o-manual1", lines);
+        Assert.Contains("Kind:       manual", lines);
+        Assert.Contains("State:      open", lines);
+        Assert.Contains("Hosts:      a-web1, a-web2", lines);
+        Assert.Contains("Created by: alice", lines);
         Assert.Contains(lines, l => Regex.IsMatch(l, @"^0\s+health\.check\s+running\s+-\s+r-step0\s+in_progress$"));
         Assert.Contains(lines, l => Regex.IsMatch(l, @"^1\s+security\.scan\s+pending\s+-\s+-\s+-$"));
         Assert.Equal("  fleetctl runs show r-step0", lines[^1]);
