@@ -1,6 +1,7 @@
 using System.CommandLine;
 using System.CommandLine.Parsing;
 using System.Globalization;
+using System.Text.RegularExpressions;
 using Fleet.Cli.Infrastructure;
 using Fleet.Cli.Output;
 using Fleet.Protocol.V1;
@@ -13,7 +14,7 @@ namespace Fleet.Cli.Schedules;
 /// <c>fleetctl schedules list|show|create|update|delete|pause|resume|preview|run-now|history</c>: maintenance windows,
 /// and <c>fleetctl windows</c>: the windows open now.
 /// </summary>
-internal static class SchedulesCommands
+internal static partial class SchedulesCommands
 {
     private const int MaxPreview = 100, DefaultPreview = 10, MaxHistory = 500, DefaultHistory = 20;
 
@@ -241,7 +242,8 @@ internal static class SchedulesCommands
 
     /// <summary>
     /// The id of the schedule named by <paramref name="nameOrId"/>: its id, else its name (case-insensitive). A name two
-    /// schedules share is refused with their ids; an unknown one is NotFound.
+    /// schedules share is refused with their ids; an unknown id-shaped one is passed on for the coordinator to answer,
+    /// any other is NotFound.
     /// </summary>
     internal static async Task<string> ResolveAsync(SchedulesClient client, string nameOrId, CancellationToken ct)
     {
@@ -252,6 +254,8 @@ internal static class SchedulesCommands
         return named.Count switch
         {
             1 => named[0].Id,
+            // Id-shaped: the coordinator answers (a deleted schedule's history is still there).
+            0 when IdShape().IsMatch(wanted) => wanted,
             0 => throw new RpcException(new Status(StatusCode.NotFound, $"no schedule has the id or name '{wanted}' (fleetctl schedules list shows them)")),
             _ => throw new RpcException(new Status(StatusCode.InvalidArgument,
                 $"{named.Count} schedules are named '{wanted}'; use the id ({string.Join(", ", named.Select(s => s.Id))})")),
@@ -315,6 +319,9 @@ internal static class SchedulesCommands
             return defaultValue;
         },
     };
+
+    [GeneratedRegex(@"\A[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?\z")]
+    private static partial Regex IdShape();
 
     private static Option<bool> JsonOption() => new("--json") { Description = "Print JSON (the REST API's field names) instead of text" };
 

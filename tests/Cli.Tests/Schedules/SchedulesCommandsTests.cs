@@ -77,13 +77,24 @@ public sealed class SchedulesCommandsTests : IAsyncLifetime
     }
 
     [Fact]
-    public async Task Show_of_an_unknown_schedule_is_not_found_with_exit_1()
+    public async Task Show_of_an_unknown_name_is_not_found_with_exit_1()
     {
-        var run = await Run("schedules", "show", "weekly-nothing");
+        var run = await Run("schedules", "show", "Weekly nothing");
 
         Assert.Equal(1, run.ExitCode);
         Assert.Equal("", run.Stdout);
-        Assert.Equal("fleetctl: not found: no schedule has the id or name 'weekly-nothing' (fleetctl schedules list shows them)", Assert.Single(run.StderrLines));
+        Assert.Equal("fleetctl: not found: no schedule has the id or name 'Weekly nothing' (fleetctl schedules list shows them)", Assert.Single(run.StderrLines));
+        Assert.Equal(["ListSchedules"], _coordinator.Service.Methods);
+    }
+
+    [Fact]
+    public async Task An_unknown_id_is_asked_for_and_the_coordinators_not_found_is_reported()
+    {
+        var run = await Run("schedules", "history", "weekly-nothing");
+
+        Assert.Equal(1, run.ExitCode);
+        Assert.Equal("fleetctl: not found: schedule 'weekly-nothing' not found", Assert.Single(run.StderrLines));
+        Assert.Equal("weekly-nothing", Assert.Single(_coordinator.Service.Received<ListOccurrencesRequest>()).Id);
     }
 
     [Fact]
