@@ -9,6 +9,7 @@ using Fleet.Cli.Metrics;
 using Fleet.Cli.Infrastructure;
 using Fleet.Cli.Logs;
 using Fleet.Cli.Runs;
+using Fleet.Cli.Schedules;
 using Grpc.Net.Client;
 
 namespace Fleet.Cli;
@@ -65,6 +66,8 @@ internal static class Cli
         root.Add(MetricsCommands.Build(context));
         root.Add(RunCommand.Build(context));
         root.Add(RunsCommands.Build(context));
+        root.Add(SchedulesCommands.Build(context));
+        root.Add(SchedulesCommands.BuildWindows(context));
 
         return root;
     }
