@@ -20,6 +20,7 @@ cleanup() {
   rm -rf "$work"
 }
 trap cleanup EXIT
+trap 'exit 130' INT TERM
 port=$((27000 + RANDOM % 500)); tcp=$((port + 500)); hz=$(getconf CLK_TCK)
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), load $(cut -d' ' -f1-3 /proc/loadavg)"
 
@@ -81,7 +82,7 @@ JSON
   agent=$!; pids+=("$agent")
   sleep 3 # connected, the file opened
   measure "$work/fleet/logs/app.log" "$agent" "fleet-agent ($agent_kind)"
-  grep -iE "warn|fail|drop" "$work/fleet/agent.log" | head -5 | sed 's/^/  agent: /' || true
+  grep -A1 'DurableOutbox' "$work/fleet/agent.log" | grep -o 'Outbox is at its bound.*' | tail -1 | sed 's/^/  agent: /' || true
   kill -TERM "$agent"; wait "$agent" 2>/dev/null || true
 fi
 
