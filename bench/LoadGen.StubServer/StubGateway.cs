@@ -4,10 +4,11 @@ using Grpc.Core;
 
 namespace Fleet.Bench.LoadGen.StubServer;
 
-public sealed record StubOptions(int Port, int RejectEvery, TimeSpan ReportEvery);
+public sealed record StubOptions(int Port, int RejectEvery, TimeSpan ReportEvery, long ExpectLines = 0, int TcpLinesPort = 0);
 
-/// <summary>Checks the protocol header and Hello, answers Welcome, then Acks every Batch (or Rejects every Nth). Stores nothing.</summary>
-public sealed class StubGateway(StubStats stats, StubOptions options) : AgentGateway.AgentGatewayBase
+/// <summary>Checks the protocol header and Hello, answers Welcome, then Acks every Batch (or Rejects every Nth). Stores nothing;
+/// the entries of a Logs batch are counted by the <see cref="LogSink"/> before the batch is acked.</summary>
+public sealed class StubGateway(StubStats stats, StubOptions options, LogSink sink) : AgentGateway.AgentGatewayBase
 {
     static readonly Welcome WelcomeMessage = new()
     {
@@ -55,6 +56,8 @@ public sealed class StubGateway(StubStats stats, StubOptions options) : AgentGat
                     case AgentMessage.BodyOneofCase.Batch:
                         stats.Batch();
                         var key = message.Batch.Key;
+                        if (message.Batch.Logs is { } logs)
+                            foreach (var entry in logs.Entries) sink.Count(entry.Message);
                         if (options.RejectEvery > 0 && ++batches % options.RejectEvery == 0)
                         {
                             await responseStream.WriteAsync(new CoordinatorMessage { Reject = new Reject { Key = key, Reason = "stub: --reject-every" } }, token);

@@ -36,7 +36,7 @@ public sealed class StubStats
 }
 
 /// <summary>Prints the stub's traffic and its own CPU / RSS every --report-every, and totals on shutdown.</summary>
-public sealed class StubReporter(StubStats stats, StubOptions options) : BackgroundService
+public sealed class StubReporter(StubStats stats, StubOptions options, LogSink sink) : BackgroundService
 {
     readonly Stopwatch _clock = Stopwatch.StartNew();
 
@@ -81,5 +81,6 @@ public sealed class StubReporter(StubStats stats, StubOptions options) : Backgro
         Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
             $"[stub] totals: hellos {now.Hellos}, closed {now.Closed}, heartbeats {now.Heartbeats}, batches {now.Batches}, acks {now.Acks}, rejects {now.Rejects}, " +
             $"protocol errors {now.ProtocolErrors}; cpu {process.TotalProcessorTime.TotalSeconds:0.00}s over {_clock.Elapsed.TotalSeconds:0.0}s, peak rss {process.PeakWorkingSet64 / 1048576.0:0}MB"));
+        if (sink.Enabled) Console.WriteLine(sink.Summary());
     }
 }

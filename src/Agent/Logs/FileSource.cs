@@ -366,7 +366,7 @@ public sealed partial class FileSource : IDisposable
                     lines++;
                 }
             }
-            file.PartialSince = now;
+            file.PartialSince = time.GetTimestamp(); // when data last arrived; not the poll's start, which a long read leaves behind
         }
         counters.Read(lines, bytes);
         file.AtEnd = file.ReadPosition >= length;

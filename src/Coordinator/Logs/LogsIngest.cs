@@ -16,7 +16,7 @@ namespace Fleet.Coordinator.Logs;
 /// PostgreSQL binary-COPYs into a staging table and inserts with ON CONFLICT DO NOTHING, SQLite uses INSERT OR IGNORE.
 /// The rows actually inserted (not the ones already stored) go to live followers after the commit.
 /// </summary>
-sealed class LogsIngestHandler(ILogFollowers followers, TimeProvider time) : IBatchPayloadHandler
+sealed partial class LogsIngestHandler(ILogFollowers followers, TimeProvider time, ILogger<LogsIngestHandler> logger) : IBatchPayloadHandler
 {
     // The rows a batch inserted, from AddGroupAsync to AfterCommitAsync (gone with the batch when the transaction fails).
     readonly ConditionalWeakTable<Batch, List<LogRecord>> inserted = new();
@@ -28,16 +28,20 @@ sealed class LogsIngestHandler(ILogFollowers followers, TimeProvider time) : IBa
 
     public async Task AddGroupAsync(FleetDbContext db, IReadOnlyList<(string AgentId, Batch Batch)> batches, CancellationToken cancellationToken)
     {
+        var started = time.GetTimestamp();
         var now = time.GetUtcNow().UtcDateTime;
         var rows = new List<(Batch Batch, LogEntryRecord Row)>();
         foreach (var (agentId, batch) in batches)
             foreach (var entry in batch.Logs.Entries)
                 rows.Add((batch, ToRecord(agentId, entry, now)));
         if (rows.Count == 0) return;
+        var converted = time.GetElapsedTime(started);
 
+        var timing = new WriteTiming();
         var ids = db.Database.IsNpgsql()
-            ? await CopyAsync(db, rows.Select(r => r.Row).ToList(), cancellationToken)
+            ? await CopyAsync(db, rows.Select(r => r.Row).ToList(), timing, time, cancellationToken)
             : await InsertOrIgnoreAsync(db, rows.Select(r => r.Row).ToList(), cancellationToken);
+        var written = time.GetElapsedTime(started);
 
         var agentIds = batches.Select(b => b.AgentId).Distinct().ToList();
         var hostnames = await db.Agents.AsNoTracking().Where(a => agentIds.Contains(a.Id))
@@ -51,7 +55,19 @@ sealed class LogsIngestHandler(ILogFollowers followers, TimeProvider time) : IBa
             inserted.TryGetValue(batch, out var list);
             list!.Add(LogRecords.ToProto(row, hostnames.GetValueOrDefault(row.AgentId, "")));
         }
+        LogStored(rows.Count, batches.Count, converted.TotalMilliseconds, timing.CopyMs, timing.InsertMs,
+            (written - converted).TotalMilliseconds - timing.CopyMs - timing.InsertMs, (time.GetElapsedTime(started) - written).TotalMilliseconds);
     }
+
+    /// <summary>Where the PostgreSQL write of a group spent its time (for the Debug timing log).</summary>
+    sealed class WriteTiming
+    {
+        public double CopyMs;
+        public double InsertMs;
+    }
+
+    [LoggerMessage(Level = LogLevel.Debug, Message = "Stored {Rows} log entries of {Batches} batches: convert {ConvertMs:0.0} ms, copy {CopyMs:0.0} ms, insert {InsertMs:0.0} ms, other SQL {OtherMs:0.0} ms, followers {FollowersMs:0.0} ms")]
+    partial void LogStored(int rows, int batches, double convertMs, double copyMs, double insertMs, double otherMs, double followersMs);
 
     public async Task AfterCommitAsync(string agentId, Batch batch, CancellationToken cancellationToken)
     {
@@ -113,35 +129,39 @@ sealed class LogsIngestHandler(ILogFollowers followers, TimeProvider time) : IBa
     const string Columns = """("AgentId", "Source", "Path", "FileId", "Offset", "Cursor", "Time", "Severity", "Message", "FieldsJson", "ReceivedAt")""";
 
     /// <summary>Inserts the rows; returns per row its new id, or null when it was already stored.</summary>
-    static async Task<long?[]> CopyAsync(FleetDbContext db, List<LogEntryRecord> rows, CancellationToken cancellationToken)
+    static async Task<long?[]> CopyAsync(FleetDbContext db, List<LogEntryRecord> rows, WriteTiming timing, TimeProvider time, CancellationToken cancellationToken)
     {
         var connection = (NpgsqlConnection)db.Database.GetDbConnection();
         await db.Database.ExecuteSqlRawAsync("""
             CREATE TEMP TABLE IF NOT EXISTS log_staging ("Ord" integer, "AgentId" text, "Source" text, "Path" text, "FileId" text, "Offset" bigint,
                 "Cursor" text, "Time" timestamptz, "Severity" smallint, "Message" text, "FieldsJson" text, "ReceivedAt" timestamptz) ON COMMIT DELETE ROWS
             """, cancellationToken);
+        var copyStarted = time.GetTimestamp();
         await using (var import = await connection.BeginBinaryImportAsync(
             $"""COPY log_staging ("Ord", {Columns[1..]} FROM STDIN (FORMAT BINARY)""", cancellationToken))
         {
+            // Synchronous writes: they only fill Npgsql's buffer (flushed, blocking, every few KiB), while an await per
+            // value cost more CPU than the rest of the batch's conversion (12 per row, a million rows a minute).
             for (var i = 0; i < rows.Count; i++)
             {
                 var r = rows[i];
-                await import.StartRowAsync(cancellationToken);
-                await import.WriteAsync(i, NpgsqlDbType.Integer, cancellationToken);
-                await import.WriteAsync(r.AgentId, NpgsqlDbType.Text, cancellationToken);
-                await import.WriteAsync(r.Source, NpgsqlDbType.Text, cancellationToken);
-                await import.WriteAsync(r.Path, NpgsqlDbType.Text, cancellationToken);
-                if (r.FileId is null) await import.WriteNullAsync(cancellationToken); else await import.WriteAsync(r.FileId, NpgsqlDbType.Text, cancellationToken);
-                if (r.Offset is null) await import.WriteNullAsync(cancellationToken); else await import.WriteAsync(r.Offset.Value, NpgsqlDbType.Bigint, cancellationToken);
-                if (r.Cursor is null) await import.WriteNullAsync(cancellationToken); else await import.WriteAsync(r.Cursor, NpgsqlDbType.Text, cancellationToken);
-                await import.WriteAsync(r.Time, NpgsqlDbType.TimestampTz, cancellationToken);
-                await import.WriteAsync(r.Severity, NpgsqlDbType.Smallint, cancellationToken);
-                await import.WriteAsync(r.Message, NpgsqlDbType.Text, cancellationToken);
-                await import.WriteAsync(r.FieldsJson, NpgsqlDbType.Text, cancellationToken);
-                await import.WriteAsync(r.ReceivedAt, NpgsqlDbType.TimestampTz, cancellationToken);
+                import.StartRow();
+                import.Write(i, NpgsqlDbType.Integer);
+                import.Write(r.AgentId, NpgsqlDbType.Text);
+                import.Write(r.Source, NpgsqlDbType.Text);
+                import.Write(r.Path, NpgsqlDbType.Text);
+                if (r.FileId is null) import.WriteNull(); else import.Write(r.FileId, NpgsqlDbType.Text);
+                if (r.Offset is null) import.WriteNull(); else import.Write(r.Offset.Value, NpgsqlDbType.Bigint);
+                if (r.Cursor is null) import.WriteNull(); else import.Write(r.Cursor, NpgsqlDbType.Text);
+                import.Write(r.Time, NpgsqlDbType.TimestampTz);
+                import.Write(r.Severity, NpgsqlDbType.Smallint);
+                import.Write(r.Message, NpgsqlDbType.Text);
+                import.Write(r.FieldsJson, NpgsqlDbType.Text);
+                import.Write(r.ReceivedAt, NpgsqlDbType.TimestampTz);
             }
             await import.CompleteAsync(cancellationToken);
         }
+        timing.CopyMs = time.GetElapsedTime(copyStarted).TotalMilliseconds;
 
         // Rows are inserted in staging order; RETURNING names each inserted row by its identity, mapped back to its position.
         var ids = new long?[rows.Count];
@@ -155,13 +175,16 @@ sealed class LogsIngestHandler(ILogFollowers followers, TimeProvider time) : IBa
             ON CONFLICT DO NOTHING
             RETURNING "Id", "AgentId", "FileId", "Offset", "Cursor"
             """;
+        var insertStarted = time.GetTimestamp();
         await using (var reader = await command.ExecuteReaderAsync(cancellationToken))
             while (await reader.ReadAsync(cancellationToken))
             {
                 var key = (reader.GetString(1), reader.IsDBNull(2) ? null : reader.GetString(2), reader.IsDBNull(3) ? (long?)null : reader.GetInt64(3), reader.IsDBNull(4) ? null : reader.GetString(4));
                 if (positions.TryGetValue(key, out var position)) ids[position] = reader.GetInt64(0);
             }
-        await db.Database.ExecuteSqlRawAsync("TRUNCATE log_staging", cancellationToken);
+        timing.InsertMs = time.GetElapsedTime(insertStarted).TotalMilliseconds;
+        // No TRUNCATE: ON COMMIT DELETE ROWS empties the staging table at the commit anyway (a second group in the same
+        // transaction would only re-offer rows the ON CONFLICT skips), and each truncation is a file operation.
         return ids;
     }
 
