@@ -72,6 +72,12 @@ public sealed partial class FileSource : IDisposable
                     nextScan = time.GetTimestamp() + (long)(settings.ScanInterval.TotalSeconds * time.TimestampFrequency);
                 }
                 PollAll();
+                if (shipper.Saturated)
+                {
+                    // Backpressure: the rest of the file waits on disk, not in memory, until the shipper has room.
+                    await shipper.WaitForRoomAsync(cancellationToken);
+                    continue;
+                }
                 await wake.WaitAsync(settings.PollInterval, cancellationToken);
             }
         }
@@ -336,7 +342,7 @@ public sealed partial class FileSource : IDisposable
             if (file.Identity is null) return;
         }
         long lines = 0, bytes = 0;
-        while (file.ReadPosition < length)
+        while (file.ReadPosition < length && !shipper.Saturated)
         {
             var n = RandomAccess.Read(file.Handle, chunk, file.ReadPosition);
             if (n == 0) break;

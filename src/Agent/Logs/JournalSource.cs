@@ -84,7 +84,8 @@ public sealed partial class JournalSource(
             else ProcessLine(text[start..newline]);
             start = newline + 1;
         }
-        return ValueTask.CompletedTask;
+        // Backpressure: while the shipper is full, journalctl's output waits in its pipe (and the journal), not in memory.
+        return shipper.Saturated ? new ValueTask(shipper.WaitForRoomAsync(cancellationToken)) : ValueTask.CompletedTask;
     }
 
     void ProcessLine(string line)

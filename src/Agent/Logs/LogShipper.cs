@@ -25,7 +25,7 @@ public sealed partial class LogShipper : IDisposable
 
     readonly Lock gate = new();
     List<(LogEntry Entry, CheckpointMark Mark)> pending = [];
-    int pendingBytes;
+    long pendingBytes;
     long oldestPending;
     readonly Dictionary<OutboxKey, (long Sequence, List<CheckpointMark> Marks)> inFlight = [];
     readonly List<(long Sequence, List<CheckpointMark> Marks)> acknowledged = [];
@@ -34,6 +34,24 @@ public sealed partial class LogShipper : IDisposable
     readonly HashSet<OutboxKey> unclaimedAcks = [];
     readonly Queue<OutboxKey> unclaimedOrder = new();
     readonly SemaphoreSlim wake = new(0, 1);
+    TaskCompletionSource? room;
+
+    /// <summary>Bytes queued but not yet written to the outbox above which readers wait (<see cref="WaitForRoomAsync"/>).</summary>
+    long MaxQueuedBytes => settings.BatchMaxBytes * 4L;
+
+    /// <summary>True while the queue is at its bound: a reader should stop reading and wait for room, so a burst is read as fast as it is shipped, not into memory.</summary>
+    public bool Saturated { get { lock (gate) return pendingBytes >= MaxQueuedBytes; } }
+
+    /// <summary>Completes once the queue is below its bound (at once if it is).</summary>
+    public Task WaitForRoomAsync(CancellationToken cancellationToken)
+    {
+        lock (gate)
+        {
+            if (pendingBytes < MaxQueuedBytes) return Task.CompletedTask;
+            room ??= new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+            return room.Task.WaitAsync(cancellationToken);
+        }
+    }
 
     public LogShipper(LogSettings settings, DurableOutbox outbox, LogCheckpoints checkpoints, LogCounters counters, TimeProvider time, ILogger logger)
     {
@@ -128,6 +146,8 @@ public sealed partial class LogShipper : IDisposable
             if (pending.Count == 0) return;
             (taken, pending) = (pending, []);
             pendingBytes = 0;
+            room?.TrySetResult();
+            room = null;
         }
         var i = 0;
         while (i < taken.Count)
