@@ -37,7 +37,15 @@ public static class AgentHost
         services.AddHostedService<StartedEvent>();
         services.AddSingleton<Metrics.MetricsPipeline>();
         services.AddHostedService(sp => sp.GetRequiredService<Metrics.MetricsPipeline>());
-        services.AddSingleton<Logs.LogPipeline>();
+        services.AddSingleton(sp =>
+        {
+            var connection = sp.GetRequiredService<CoordinatorConnection>();
+            return new Logs.LogPipeline(options, sp.GetRequiredService<DurableOutbox>(), sp.GetRequiredService<ICommandRunner>(),
+                sp.GetRequiredService<TimeProvider>(), sp.GetRequiredService<ILoggerFactory>(), sp.GetRequiredService<ILogger<Logs.LogPipeline>>())
+            {
+                CoordinatorConnected = () => connection.State == ConnectionState.Connected,
+            };
+        });
         services.AddHostedService(sp => sp.GetRequiredService<Logs.LogPipeline>());
         services.AddHostedService(sp => sp.GetRequiredService<CoordinatorConnection>());
         services.AddSingleton(sp =>

@@ -18,13 +18,16 @@ public sealed partial class LogPipeline(
 {
     public LogCounters Counters { get; } = new();
 
+    /// <summary>Whether the agent holds a stream to the coordinator now (see <see cref="LogShipper"/>); set by the host.</summary>
+    public Func<bool> CoordinatorConnected { get; set; } = static () => false;
+
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
         var settings = options.Logs;
         if (settings.Sources.Count == 0) return;
         await Task.Yield();
         var checkpoints = LogCheckpoints.Open(options.StateDirectory, logger);
-        using var shipper = new LogShipper(settings, outbox, checkpoints, Counters, time, loggers.CreateLogger<LogShipper>());
+        using var shipper = new LogShipper(settings, outbox, checkpoints, Counters, time, loggers.CreateLogger<LogShipper>(), CoordinatorConnected);
         var files = new List<FileSource>();
         var readers = new List<Task>();
         using var stopReaders = CancellationTokenSource.CreateLinkedTokenSource(stoppingToken);

@@ -53,8 +53,18 @@ public sealed partial class LogShipper : IDisposable
         }
     }
 
-    public LogShipper(LogSettings settings, DurableOutbox outbox, LogCheckpoints checkpoints, LogCounters counters, TimeProvider time, ILogger logger)
+    readonly Func<bool> coordinatorConnected;
+    CancellationToken stopping;
+
+    /// <param name="coordinatorConnected">
+    /// Whether the agent holds a stream to the coordinator now. While it does and the outbox is over half its bound,
+    /// the coordinator is only slow: the shipper waits for its acks (and the readers for the shipper) instead of making
+    /// the outbox drop its oldest batches, so the lines wait in their files. While it does not (an outage), the outbox
+    /// buffers up to its bound and then drops the oldest, counted.
+    /// </param>
+    public LogShipper(LogSettings settings, DurableOutbox outbox, LogCheckpoints checkpoints, LogCounters counters, TimeProvider time, ILogger logger, Func<bool>? coordinatorConnected = null)
     {
+        this.coordinatorConnected = coordinatorConnected ?? (static () => false);
         this.settings = settings;
         this.outbox = outbox;
         this.checkpoints = checkpoints;
@@ -106,6 +116,7 @@ public sealed partial class LogShipper : IDisposable
     /// <summary>Flushes by size and time and persists acknowledged checkpoints until cancelled, then flushes what is left.</summary>
     public async Task RunAsync(CancellationToken cancellationToken)
     {
+        stopping = cancellationToken;
         var tick = TimeSpan.FromMilliseconds(Math.Clamp(settings.BatchMaxDelay.TotalMilliseconds / 4, 10, 250));
         try
         {
@@ -167,6 +178,7 @@ public sealed partial class LogShipper : IDisposable
             var record = new Batch { CreatedAt = Timestamp.FromDateTimeOffset(time.GetUtcNow()), Logs = batch };
             long sequence;
             lock (gate) sequence = ++nextSequence;
+            await WaitWhileTheCoordinatorIsBehindAsync();
             AppendResult result;
             try
             {
@@ -195,6 +207,19 @@ public sealed partial class LogShipper : IDisposable
         }
     }
 
+    /// <summary>Connected, but the outbox is over half its bound: wait for acks (not at shutdown, which must not hang).</summary>
+    async Task WaitWhileTheCoordinatorIsBehindAsync()
+    {
+        var waited = false;
+        while (!stopping.IsCancellationRequested && outbox.PendingBytes > outbox.MaxBytes / 2 && coordinatorConnected())
+        {
+            if (!waited) LogBehind(outbox.PendingBytes, outbox.MaxBytes);
+            waited = true;
+            try { await Task.Delay(TimeSpan.FromMilliseconds(100), time, stopping); }
+            catch (OperationCanceledException) { return; }
+        }
+    }
+
     public void Dispose()
     {
         outbox.Acknowledged -= OnAcknowledged;
@@ -204,6 +229,9 @@ public sealed partial class LogShipper : IDisposable
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Log batch of {Entries} entries dropped by the outbox ({Reason}); the checkpoint moves past it")]
     partial void LogDropped(int entries, string? reason);
+
+    [LoggerMessage(Level = LogLevel.Debug, Message = "The coordinator is behind ({Pending} of the outbox's {MaxBytes} bytes unacknowledged): log reading waits for its acks")]
+    partial void LogBehind(long pending, long maxBytes);
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Log batch of {Entries} entries not written (outbox closed); it is read again at the next start")]
     partial void LogNotWritten(int entries);

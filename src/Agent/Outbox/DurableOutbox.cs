@@ -122,6 +122,9 @@ public sealed class DurableOutbox : IAsyncDisposable
     /// <summary>Payload bytes of <see cref="PendingRecords"/>.</summary>
     public long PendingBytes { get { lock (_sync) return _pendingBytes; } }
 
+    /// <summary>The bound on the outbox's size on disk; past it the oldest records are dropped.</summary>
+    public long MaxBytes => _maxBytes;
+
     /// <summary>
     /// Records lost since open: appends that returned <see cref="AppendStatus.Dropped"/>, unacknowledged records dropped
     /// to stay within <see cref="OutboxOptions.MaxBytes"/>, rejected records and records lost to on-disk corruption.
