@@ -35,6 +35,12 @@ public sealed partial class NotificationRouter(
 
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
+        if (settings.Routes.Count == 0)
+        {
+            // Not configured: leave the transitions unrouted, so routes added later still notify the recent ones (MaxAge).
+            LogDisabled();
+            return;
+        }
         while (!stoppingToken.IsCancellationRequested)
         {
             try
@@ -78,7 +84,9 @@ public sealed partial class NotificationRouter(
             .ExecuteUpdateAsync(s => s.SetProperty(t => t.RoutedAt, now), cancellationToken);
         if (claimed == 0) return []; // another replica routed it
         var rows = new List<NotificationRecord>();
-        if (transition.Kind is AlertTransitionKinds.Firing or AlertTransitionKinds.Resolved)
+        var tooOld = now - transition.Time > settings.MaxAge;
+        if (tooOld) LogTooOld(transition.Id, transition.RuleName, transition.Time);
+        else if (transition.Kind is AlertTransitionKinds.Firing or AlertTransitionKinds.Resolved)
         {
             var labels = AlertLabels.Parse(transition.LabelsJson);
             labels.TryAdd("alertname", transition.RuleName);
@@ -109,6 +117,12 @@ public sealed partial class NotificationRouter(
             .SelectMany(r => r.Route.Receivers).Distinct(StringComparer.Ordinal)
             .Where(name => kind != AlertTransitionKinds.Resolved || settings.Receivers[name].SendResolved)
             .ToList();
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Fleet:Notifications has no routes: alert transitions are not notified")]
+    partial void LogDisabled();
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Alert transition {Transition} ({Rule}) of {Time} is older than Fleet:Notifications:MaxAge: not notified")]
+    partial void LogTooOld(long transition, string rule, DateTime time);
 
     [LoggerMessage(Level = LogLevel.Error, Message = "Routing alert transitions failed; retrying on the next wake-up")]
     partial void LogFailed(Exception ex);

@@ -37,6 +37,9 @@ public sealed class NotificationsOptions : IValidatableObject
     /// <summary>The sweeper looks for due retries and expired leases at least this often.</summary>
     public TimeSpan SweepInterval { get; set; } = TimeSpan.FromSeconds(5);
 
+    /// <summary>A transition older than this when it is routed (the fan-out was down, or routes were just configured) is not notified.</summary>
+    public TimeSpan MaxAge { get; set; } = TimeSpan.FromHours(24);
+
     /// <summary>Messages one coordinator delivers at once.</summary>
     public int ConcurrentDeliveries { get; set; } = 8;
 
@@ -73,6 +76,8 @@ public sealed class NotificationsOptions : IValidatableObject
             yield return new($"{Section}:Lease: '{Lease}' must be at least twice SendTimeout ('{SendTimeout}').", [nameof(Lease)]);
         if (RouterPoll <= TimeSpan.Zero || SweepInterval <= TimeSpan.Zero)
             yield return new($"{Section}:RouterPoll/SweepInterval must be positive.", [nameof(RouterPoll)]);
+        if (MaxAge <= TimeSpan.Zero)
+            yield return new($"{Section}:MaxAge: '{MaxAge}' must be positive.", [nameof(MaxAge)]);
         if (ConcurrentDeliveries is < 1 or > 256)
             yield return new($"{Section}:ConcurrentDeliveries: '{ConcurrentDeliveries}' must be between 1 and 256.", [nameof(ConcurrentDeliveries)]);
     }
