@@ -1,3 +1,4 @@
+using System.Globalization;
 using System.Text;
 using Fleet.Coordinator.Alerts;
 using Fleet.Coordinator.Audit;
@@ -5,6 +6,7 @@ using Fleet.Coordinator.Notifications;
 using Fleet.Coordinator.Tests.Infrastructure;
 using Fleet.Testing;
 using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.DependencyInjection;
 
 namespace Fleet.Coordinator.Tests.Notifications;
 
@@ -68,7 +70,7 @@ public sealed class DeliveryTests
             Encoding.UTF8.GetBytes("s3cret"), Encoding.UTF8.GetBytes(request.Body)));
         Assert.Equal(expected, request.Headers["X-Fleet-Signature"]);
         Assert.NotEqual(WebhookSender.Signature("other", Encoding.UTF8.GetBytes(request.Body)), request.Headers["X-Fleet-Signature"]);
-        Assert.Equal(notification.Id.ToString(System.Globalization.CultureInfo.InvariantCulture), request.Headers["Idempotency-Key"]);
+        Assert.Equal(notification.Id.ToString(CultureInfo.InvariantCulture), request.Headers["Idempotency-Key"]);
         Assert.Equal("disk_full", request.Json.GetProperty("alert").GetString());
         Assert.Equal("firing", request.Json.GetProperty("state").GetString());
         Assert.Equal("web-3", request.Json.GetProperty("labels").GetProperty("host").GetString());
@@ -109,5 +111,46 @@ public sealed class DeliveryTests
         Assert.Equal(NotificationStates.Silenced, quiet.State);
         Assert.StartsWith("silenced by sil-web-4", quiet.LastError);
         Assert.Equal(NotificationStates.Sent, rows.Single(n => n.TransitionId == loud.Id).State);
+    }
+
+    [Fact]
+    public async Task AfterACrash_TheSweeperSendsExpiredLeasesAndLostMessages_ButNeverWhatWasMarkedSent()
+    {
+        using var hook = new StubReceiver();
+        await using var coordinator = NotificationsKit.Coordinator(Store.Sqlite).Webhook("pager", hook.Url(), "s3cret").Route(0, "pager");
+        _ = coordinator.Server;
+        var now = DateTime.UtcNow;
+        NotificationRecord Row(long transition, string state, string? owner = null, DateTime? leaseUntil = null) => new()
+        {
+            TransitionId = transition, Receiver = "pager", State = state, LeaseOwner = owner, LeaseUntil = leaseUntil, NextAttemptAt = now.AddSeconds(-5),
+            Attempts = state == NotificationStates.Pending ? 0 : 1, CreatedAt = now.AddSeconds(-5), SentAt = state == NotificationStates.Sent ? now : null,
+            PayloadJson = System.Text.Json.JsonSerializer.Serialize(new NotificationPayload(transition, "disk_full", "firing", "critical",
+                new Dictionary<string, string> { ["host"] = $"web-{transition}" }, new Dictionary<string, string>(), 0.9, now, "fp", 1), NotificationPayload.Json),
+        };
+        // As a crashed replica left them: claimed mid-send (lease expired), written but its message lost, already sent.
+        var rows = new[]
+        {
+            Row(101, NotificationStates.Sending, "crashed-replica", now.AddSeconds(-1)),
+            Row(102, NotificationStates.Pending),
+            Row(103, NotificationStates.Sent),
+            Row(104, NotificationStates.Sending, "live-replica", now.AddMinutes(5)),
+        };
+        await using (var db = coordinator.Db())
+        {
+            db.Set<NotificationRecord>().AddRange(rows);
+            await db.SaveChangesAsync();
+        }
+
+        var done = await Eventually.UntilAsync(() => coordinator.NotificationsAsync(),
+            n => n.Count(x => x.State == NotificationStates.Sent) == 3, "the expired lease and the lost message sent");
+
+        var transitionOf = done.ToDictionary(n => n.Id.ToString(CultureInfo.InvariantCulture), n => n.TransitionId);
+        Assert.Equal([101L, 102L], hook.Requests.Select(r => transitionOf[r.Headers["Idempotency-Key"]]).Order());
+        Assert.Equal(2, done.Single(n => n.TransitionId == 101).Attempts);
+        Assert.Equal(NotificationStates.Sending, done.Single(n => n.TransitionId == 104).State); // a live lease is left alone
+        // Handing the sent and the leased rows out again changes nothing.
+        var delivery = coordinator.Services.GetRequiredService<NotificationDelivery>();
+        foreach (var row in done) await delivery.DeliverAsync(row.Id, default);
+        Assert.Equal(2, hook.Requests.Count);
     }
 }
