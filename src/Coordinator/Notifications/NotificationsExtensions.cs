@@ -51,5 +51,6 @@ public static class NotificationsExtensions
         return builder;
     }
 
+    /// <summary>No endpoints yet: the receivers API with a test-send comes with a later slice.</summary>
     public static IEndpointRouteBuilder MapNotifications(this IEndpointRouteBuilder app) => app;
 }
