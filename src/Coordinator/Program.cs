@@ -7,6 +7,7 @@ using Fleet.Coordinator.Embedded;
 using Fleet.Coordinator.Hosting;
 using Fleet.Coordinator.Logs;
 using Fleet.Coordinator.Metrics;
+using Fleet.Coordinator.Notifications;
 using Fleet.Coordinator.Runs;
 using Fleet.Coordinator.Schedules;
 using Fleet.Coordinator.Storage;
@@ -24,6 +25,7 @@ builder.AddRuns();
 builder.AddSchedules();
 builder.AddChecklists();
 builder.AddAlerts();
+builder.AddNotifications();
 builder.AddEmbeddedAgent();
 
 var app = builder.Build();
@@ -37,6 +39,7 @@ app.MapRuns();
 app.MapSchedules();
 app.MapChecklists();
 app.MapAlerts();
+app.MapNotifications();
 app.Run();
 
 /// <summary>Entry point, visible to WebApplicationFactory in tests.</summary>

@@ -1,0 +1,158 @@
+using System.ComponentModel.DataAnnotations;
+using Fleet.Coordinator.Alerts;
+
+namespace Fleet.Coordinator.Notifications;
+
+/// <summary>Receivers, routes and delivery settings of the alert fan-out (section <c>Fleet:Notifications</c>).</summary>
+public sealed class NotificationsOptions : IValidatableObject
+{
+    public const string Section = "Fleet:Notifications";
+
+    /// <summary>Receivers by name.</summary>
+    public Dictionary<string, ReceiverOptions> Receivers { get; set; } = new(StringComparer.Ordinal);
+
+    /// <summary>Every route whose matchers and severities match a transition adds its receivers (no route: nobody is notified).</summary>
+    public List<RouteOptions> Routes { get; set; } = [];
+
+    /// <summary>The queue the <see cref="NotificationDue"/> messages go to (one per fleet sharing a RabbitMQ).</summary>
+    public string Queue { get; set; } = "fleet-notifications";
+
+    /// <summary>The first retry waits this long, each next one twice as long, up to <see cref="RetryMax"/>.</summary>
+    public TimeSpan RetryBase { get; set; } = TimeSpan.FromSeconds(2);
+
+    public TimeSpan RetryMax { get; set; } = TimeSpan.FromMinutes(5);
+
+    /// <summary>Send attempts before a notification is dead.</summary>
+    public int MaxAttempts { get; set; } = 8;
+
+    /// <summary>One send (HTTP request or SMTP conversation) gives up after this long.</summary>
+    public TimeSpan SendTimeout { get; set; } = TimeSpan.FromSeconds(15);
+
+    /// <summary>A claim is held this long; a replica that crashed mid-send loses it then and the sweeper hands the row out again.</summary>
+    public TimeSpan Lease { get; set; } = TimeSpan.FromMinutes(1);
+
+    /// <summary>The router reads unrouted transitions at least this often (it is woken on every commit too).</summary>
+    public TimeSpan RouterPoll { get; set; } = TimeSpan.FromSeconds(10);
+
+    /// <summary>The sweeper looks for due retries and expired leases at least this often.</summary>
+    public TimeSpan SweepInterval { get; set; } = TimeSpan.FromSeconds(5);
+
+    /// <summary>A transition older than this when it is routed (the fan-out was down, or routes were just configured) is not notified.</summary>
+    public TimeSpan MaxAge { get; set; } = TimeSpan.FromHours(24);
+
+    /// <summary>Messages one coordinator delivers at once.</summary>
+    public int ConcurrentDeliveries { get; set; } = 8;
+
+    public IEnumerable<ValidationResult> Validate(ValidationContext validationContext)
+    {
+        foreach (var (name, r) in Receivers)
+            foreach (var problem in r.Problems($"{Section}:Receivers:{name}"))
+                yield return new(problem, [nameof(Receivers)]);
+        for (var i = 0; i < Routes.Count; i++)
+        {
+            var key = $"{Section}:Routes:{i}";
+            var route = Routes[i];
+            if (route.Receivers.Count == 0)
+                yield return new($"{key}:Receivers: a route names at least one receiver.", [nameof(Routes)]);
+            foreach (var receiver in route.Receivers.Where(r => !Receivers.ContainsKey(r)))
+                yield return new($"{key}:Receivers: '{receiver}' is not a receiver (known: {string.Join(", ", Receivers.Keys)}).", [nameof(Routes)]);
+            foreach (var matcher in route.Matchers)
+            {
+                string? problem = null;
+                try { SilenceMatcher.Parse(matcher, $"{key}:Matchers"); }
+                catch (ArgumentException ex) { problem = ex.Message; }
+                if (problem is not null) yield return new(problem, [nameof(Routes)]);
+            }
+            foreach (var severity in route.Severities.Where(s => !Severities.All.Contains(s)))
+                yield return new($"{key}:Severities: '{severity}' is not a severity ({string.Join(", ", Severities.All)}).", [nameof(Routes)]);
+        }
+        if (string.IsNullOrWhiteSpace(Queue) || Queue.Length > 200)
+            yield return new($"{Section}:Queue: '{Queue}' must be a queue name of 1-200 characters.", [nameof(Queue)]);
+        if (RetryBase <= TimeSpan.Zero || RetryMax < RetryBase)
+            yield return new($"{Section}:RetryBase/RetryMax: '{RetryBase}'/'{RetryMax}': the base must be positive and not above the maximum.", [nameof(RetryBase)]);
+        if (MaxAttempts is < 1 or > 100)
+            yield return new($"{Section}:MaxAttempts: '{MaxAttempts}' must be between 1 and 100.", [nameof(MaxAttempts)]);
+        if (SendTimeout <= TimeSpan.Zero || Lease < SendTimeout * 2)
+            yield return new($"{Section}:Lease: '{Lease}' must be at least twice SendTimeout ('{SendTimeout}').", [nameof(Lease)]);
+        if (RouterPoll <= TimeSpan.Zero || SweepInterval <= TimeSpan.Zero)
+            yield return new($"{Section}:RouterPoll/SweepInterval must be positive.", [nameof(RouterPoll)]);
+        if (MaxAge <= TimeSpan.Zero)
+            yield return new($"{Section}:MaxAge: '{MaxAge}' must be positive.", [nameof(MaxAge)]);
+        if (ConcurrentDeliveries is < 1 or > 256)
+            yield return new($"{Section}:ConcurrentDeliveries: '{ConcurrentDeliveries}' must be between 1 and 256.", [nameof(ConcurrentDeliveries)]);
+    }
+}
+
+/// <summary>Where notifications go: a Slack incoming webhook, an SMTP mailbox or a generic signed webhook.</summary>
+public sealed class ReceiverOptions
+{
+    /// <summary><see cref="ReceiverKinds"/>.</summary>
+    public string Kind { get; set; } = "";
+
+    /// <summary>Send a follow-up when the alert resolves.</summary>
+    public bool SendResolved { get; set; } = true;
+
+    /// <summary>slack, webhook: the URL to POST to.</summary>
+    public string? Url { get; set; }
+
+    /// <summary>slack: the channel name shown (the webhook decides where messages go).</summary>
+    public string? Channel { get; set; }
+
+    /// <summary>webhook: the HMAC-SHA256 key of the X-Fleet-Signature header.</summary>
+    public string? Secret { get; set; }
+
+    /// <summary>email: SMTP server.</summary>
+    public string? Host { get; set; }
+
+    public int Port { get; set; } = 587;
+
+    /// <summary>email: none, starttls or ssl.</summary>
+    public string Security { get; set; } = "starttls";
+
+    public string? Username { get; set; }
+    public string? Password { get; set; }
+    public string? From { get; set; }
+    public List<string> To { get; set; } = [];
+
+    internal IEnumerable<string> Problems(string key)
+    {
+        switch (Kind)
+        {
+            case ReceiverKinds.Slack or ReceiverKinds.Webhook:
+                if (!Uri.TryCreate(Url, UriKind.Absolute, out var uri) || uri.Scheme is not ("http" or "https"))
+                    yield return $"{key}:Url: '{Url}' is not an http(s) URL.";
+                if (Kind == ReceiverKinds.Webhook && string.IsNullOrEmpty(Secret))
+                    yield return $"{key}:Secret: a webhook receiver needs the HMAC secret its requests are signed with.";
+                break;
+            case ReceiverKinds.Email:
+                if (string.IsNullOrWhiteSpace(Host)) yield return $"{key}:Host: the SMTP server is missing.";
+                if (Port is < 1 or > 65535) yield return $"{key}:Port: '{Port}' is not a TCP port.";
+                if (EmailSender.SocketOptions(Security) is null) yield return $"{key}:Security: '{Security}' is not one of none, starttls, ssl.";
+                if (!MimeKit.MailboxAddress.TryParse(From ?? "", out _)) yield return $"{key}:From: '{From}' is not a mail address.";
+                if (To.Count == 0) yield return $"{key}:To: at least one recipient.";
+                foreach (var to in To.Where(t => !MimeKit.MailboxAddress.TryParse(t, out _)))
+                    yield return $"{key}:To: '{to}' is not a mail address.";
+                break;
+            default:
+                yield return $"{key}:Kind: '{Kind}' is not one of slack, email, webhook.";
+                break;
+        }
+    }
+}
+
+/// <summary>A route: transitions whose labels match every matcher (silence syntax) and whose severity is listed go to its receivers.</summary>
+public sealed class RouteOptions
+{
+    /// <summary>"host=web-1", "alertname=~disk.*", "mount!=/boot"; the rule name is the label <c>alertname</c>. Empty: every alert.</summary>
+    public List<string> Matchers { get; set; } = [];
+
+    /// <summary>Empty: every severity.</summary>
+    public List<string> Severities { get; set; } = [];
+
+    public List<string> Receivers { get; set; } = [];
+}
+
+public static class ReceiverKinds
+{
+    public const string Slack = "slack", Email = "email", Webhook = "webhook";
+}
