@@ -95,12 +95,17 @@ public sealed partial class NotificationDelivery(
             result = SendResult.Fail($"no sender for kind '{receiver.Kind}'");
         else
         {
-            var payload = System.Text.Json.JsonSerializer.Deserialize<NotificationPayload>(row.PayloadJson, NotificationPayload.Json)!;
             using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
             timeout.CancelAfter(settings.SendTimeout);
             try
             {
+                var payload = System.Text.Json.JsonSerializer.Deserialize<NotificationPayload>(row.PayloadJson, NotificationPayload.Json)
+                    ?? throw new System.Text.Json.JsonException("the stored payload is null");
                 result = await sender.SendAsync(row.Receiver, receiver, row, payload, timeout.Token);
+            }
+            catch (System.Text.Json.JsonException ex)
+            {
+                result = SendResult.Fail($"the stored payload cannot be read: {ex.Message}");
             }
             catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
             {
@@ -111,6 +116,11 @@ public sealed partial class NotificationDelivery(
                                            or System.Security.Authentication.AuthenticationException or MailKit.Security.AuthenticationException)
             {
                 result = SendResult.Retry(ex.Message);
+            }
+            catch (Exception ex) when (ex is not OperationCanceledException)
+            {
+                // A failure nobody foresaw still counts as an attempt, so the retry budget (and dead-lettering) bounds it.
+                result = SendResult.Retry($"{ex.GetType().Name}: {ex.Message}");
             }
         }
         await RecordAsync(row, result, cancellationToken);
