@@ -67,8 +67,9 @@ public sealed partial class AlertEngine(
             do
             {
                 try { await TickAsync(stoppingToken); }
-                catch (Exception ex) when (ex is System.Data.Common.DbException or DbUpdateException or InvalidOperationException or TimeoutException)
+                catch (Exception ex) when (ex is not OperationCanceledException || !stoppingToken.IsCancellationRequested)
                 {
+                    // A database or Redis outage (or a bug) costs this pass, never the evaluator or the coordinator.
                     LogTickFailed(ex);
                 }
             }
@@ -88,7 +89,7 @@ public sealed partial class AlertEngine(
                 group.Clear();
                 while (group.Count < 1000 && queue.Reader.TryRead(out var b)) group.Add(b);
                 try { await EvaluateBatchesAsync(group, stoppingToken); }
-                catch (Exception ex) when (ex is System.Data.Common.DbException or DbUpdateException or InvalidOperationException or TimeoutException)
+                catch (Exception ex) when (ex is not OperationCanceledException || !stoppingToken.IsCancellationRequested)
                 {
                     LogIngestEvaluationFailed(ex);
                 }
@@ -130,9 +131,15 @@ public sealed partial class AlertEngine(
             foreach (var (agentId, batch) in batches)
             {
                 if (batch.PayloadCase != Batch.PayloadOneofCase.Metrics) continue;
-                foreach (var name in batch.Metrics.Probes.Select(p => p.Name).Distinct())
-                    if (rule.Metric == "*" || rule.Metric == name)
-                        signals.Add(await ProbeSignalAsync(rule, agentId, name, cancellationToken));
+                foreach (var probe in batch.Metrics.Probes.GroupBy(p => p.Name))
+                {
+                    if (rule.Metric != "*" && rule.Metric != probe.Key) continue;
+                    // Newest result OK: no run of failures, so no history query (the common case on the ingest path).
+                    var newest = probe.MaxBy(p => p.TimeUnixMs)!;
+                    signals.Add(newest.Ok
+                        ? new AlertSignal(await LabelsAsync(rule, agentId, [new("probe", probe.Key)], cancellationToken), Condition.Inactive, 0)
+                        : await ProbeSignalAsync(rule, agentId, probe.Key, cancellationToken));
+                }
             }
             var changing = signals.Where(s => store.MayChange(rule, s, now)).ToList();
             if (changing.Count > 0) await store.ApplyAsync(rule, changing, complete: false, now, cancellationToken);
@@ -141,8 +148,10 @@ public sealed partial class AlertEngine(
         var dropped = batches.Any(b => b.Batch.PayloadCase == Batch.PayloadOneofCase.Events && b.Batch.Events.Events.Any(e => e.Kind == OutboxDroppedKind));
         foreach (var rule in current.Where(r => (logs && r.Kind == RuleKinds.LogRate) || (dropped && r.Kind == RuleKinds.OutboxDropped)))
         {
-            // At most once a second per rule: a burst of log batches costs one query, not one per batch (the timer catches the rest).
-            if (lastIngestEvaluation.TryGetValue(rule.Id, out var last) && now - last < TimeSpan.FromSeconds(1)) continue;
+            // At most once a second per rule (every 5 s for rules counting per log field, which read rows, not counts): a burst
+            // of log batches costs one query, not one per batch (the timer catches the rest).
+            var gap = rule.Kind == RuleKinds.LogRate && rule.ByField.StartsWith("fields.", StringComparison.Ordinal) ? TimeSpan.FromSeconds(5) : TimeSpan.FromSeconds(1);
+            if (lastIngestEvaluation.TryGetValue(rule.Id, out var last) && now - last < gap) continue;
             lastIngestEvaluation[rule.Id] = now;
             await EvaluateFullAsync(rule, now, cancellationToken);
         }
@@ -218,17 +227,19 @@ public sealed partial class AlertEngine(
     async Task EvaluateFullAsync(CompiledRule rule, DateTime now, CancellationToken cancellationToken)
     {
         lastFullEvaluation[rule.Id] = now;
+        var complete = true;
         var signals = rule.Kind switch
         {
             RuleKinds.Watchdog => [new AlertSignal(BaseLabels(rule), Condition.Active, 1)],
             RuleKinds.Offline => await OfflineSignalsAsync(rule, now, cancellationToken),
             RuleKinds.Predict => await PredictSignalsAsync(rule, now, cancellationToken),
             RuleKinds.RunFailed => await RunFailedSignalsAsync(rule, now, cancellationToken),
-            RuleKinds.LogRate => await LogRateSignalsAsync(rule, now, cancellationToken),
+            RuleKinds.LogRate => await LogRateSignalsAsync(rule, now, c => complete = c, cancellationToken),
             RuleKinds.OutboxDropped => await OutboxSignalsAsync(rule, now, cancellationToken),
             _ => [],
         };
-        await store.ApplyAsync(rule, signals, complete: true, now, cancellationToken);
+        // An evaluation that saw only part of the data (a row cap) may not resolve what it did not see.
+        await store.ApplyAsync(rule, signals, complete, now, cancellationToken);
     }
 
     static Dictionary<string, string> BaseLabels(CompiledRule rule)
@@ -363,7 +374,7 @@ public sealed partial class AlertEngine(
         return signals;
     }
 
-    async Task<List<AlertSignal>> LogRateSignalsAsync(CompiledRule rule, DateTime now, CancellationToken cancellationToken)
+    async Task<List<AlertSignal>> LogRateSignalsAsync(CompiledRule rule, DateTime now, Action<bool> sawEverything, CancellationToken cancellationToken)
     {
         var since = now - rule.Within;
         var filter = LogFilter.Parse("", "", rule.Definition.LogSeverity, rule.Definition.Query);
@@ -374,6 +385,11 @@ public sealed partial class AlertEngine(
         {
             var field = rule.ByField["fields.".Length..];
             var rows = await entries.Select(e => new { e.AgentId, e.FieldsJson }).Take(options.Value.MaxLogRowsPerEvaluation).ToListAsync(cancellationToken);
+            if (rows.Count >= options.Value.MaxLogRowsPerEvaluation)
+            {
+                sawEverything(false);
+                LogRowCapReached(rule.Name, rows.Count);
+            }
             counts.AddRange(rows
                 .Select(r => (r.AgentId, Value: AlertLabels.Parse(r.FieldsJson).GetValueOrDefault(field)))
                 .Where(r => !string.IsNullOrEmpty(r.Value))
@@ -423,6 +439,9 @@ public sealed partial class AlertEngine(
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Alert timer evaluation failed; retrying on the next tick")]
     partial void LogTickFailed(Exception exception);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Rule {Rule} read its cap of {Rows} log rows: counts may be low, and no alert of it is resolved this pass")]
+    partial void LogRowCapReached(string rule, int rows);
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Alert evaluation of ingested batches failed")]
     partial void LogIngestEvaluationFailed(Exception exception);

@@ -175,10 +175,13 @@ public sealed partial class OccurrenceDriver(
         if (steps.All(s => s.IsFinal))
         {
             var failed = steps.Any(s => s.State is StepState.Failed or StepState.Interrupted);
+            var ran = steps.Any(s => s.State is StepState.Succeeded) || failed;
+            // A window where no step ran (all unavailable, no hosts, past the cutoff) did nothing: Skipped, not Succeeded.
+            var (state, why) = failed ? (OccurrenceState.Failed, "steps finished") : ran ? (OccurrenceState.Succeeded, "steps finished") : (OccurrenceState.Skipped, "no step ran");
             occurrence.StepsJson = JsonSerializer.Serialize(steps);
-            Close(db, occurrence, failed ? OccurrenceState.Failed : OccurrenceState.Succeeded, "steps finished", now, actor, "window.closed");
+            Close(db, occurrence, state, why, now, actor, "window.closed");
             await SaveAsync(db, occurrence, cancellationToken);
-            LogClosed(occurrence.ScheduleId, occurrence.Id, occurrence.State.ToString(), "steps finished");
+            LogClosed(occurrence.ScheduleId, occurrence.Id, occurrence.State.ToString(), why);
             return;
         }
         if (!changed) return;

@@ -7,7 +7,7 @@ namespace Fleet.Coordinator.Schedules;
 /// <summary>A maintenance window open now: its hosts (agent ids) and when it ends.</summary>
 public sealed record OpenWindowInfo(string OccurrenceId, string ScheduleId, IReadOnlyList<string> Hosts, DateTime EndsUtc);
 
-/// <summary>The maintenance windows open now, for other features (alerts silence a window's hosts while it runs).</summary>
+/// <summary>The maintenance windows open now, for other features (the alert fan-out is to silence a window's hosts while it runs).</summary>
 public interface IOpenWindows
 {
     Task<IReadOnlyList<OpenWindowInfo>> GetAsync(CancellationToken cancellationToken);

@@ -38,7 +38,11 @@ public sealed class OccurrenceRecord
     public DateTime EndsUtc { get; set; }
     public OccurrenceKind Kind { get; set; }
     public OccurrenceState State { get; set; }
-    public string Reason { get; set; } = "";
+    /// <summary>Why the occurrence is in its state; clipped to <see cref="MaxReason"/> (overlap reasons name other schedules).</summary>
+    public string Reason { get => reason; set => reason = value.Length <= MaxReason ? value : value[..(MaxReason - 3)] + "..."; }
+    string reason = "";
+
+    public const int MaxReason = 512;
     public required string SpecJson { get; set; }
     public string HostsJson { get; set; } = "[]";
     public string StepsJson { get; set; } = "[]";
@@ -80,7 +84,7 @@ sealed class OccurrenceRecordConfiguration : IEntityTypeConfiguration<Occurrence
         b.Property(o => o.ScheduleId).HasMaxLength(ScheduleIds.MaxLength);
         b.Property(o => o.Kind).HasConversion<string>().HasMaxLength(16);
         b.Property(o => o.State).HasConversion<string>().HasMaxLength(16);
-        b.Property(o => o.Reason).HasMaxLength(512);
+        b.Property(o => o.Reason).HasMaxLength(OccurrenceRecord.MaxReason);
         b.Property(o => o.CreatedBy).HasMaxLength(256);
         b.Property(o => o.Version).IsConcurrencyToken();
         // The claim: one row per (schedule, fire time), whichever replica inserts it first.

@@ -51,8 +51,9 @@ public sealed class ScheduleFiringTests
         Assert.Equal(expected.OrderBy(e => e.At).ThenBy(e => e.Schedule).ToList(), actual);
         Assert.InRange(expected.Count, 1350, 1400);
         Assert.All(occurrences, o => Assert.Equal(OccurrenceKind.Scheduled, o.Kind));
-        // No agent exists: each window opened, recorded its steps as skipped (no-hosts) and closed.
-        Assert.All(occurrences, o => Assert.Equal(OccurrenceState.Succeeded, o.State));
+        // No agent exists: each window opened, recorded its steps as skipped (no-hosts) and closed as Skipped: nothing ran.
+        Assert.All(occurrences, o => Assert.Equal(OccurrenceState.Skipped, o.State));
+        Assert.All(occurrences, o => Assert.Equal("no step ran", o.Reason));
         Assert.All(occurrences, o => Assert.True(o.OpenedAt >= o.ScheduledUtc && o.ClosedAt >= o.OpenedAt, o.Id));
         // (Audit rows are not counted here: a thousand fake days let the audit retention archive the old ones.)
     }
@@ -110,7 +111,8 @@ public sealed class ScheduleFiringTests
         await harness.TickAsync();
 
         var skipper = await harness.OccurrencesAsync("skipper");
-        Assert.Equal(new[] { OccurrenceState.Succeeded, OccurrenceState.Missed, OccurrenceState.Missed, OccurrenceState.Missed }, skipper.Select(o => o.State));
+        // 01:00 fired (with no agent its step had no host, so the window closed Skipped: it ran nothing), the rest were missed.
+        Assert.Equal(new[] { OccurrenceState.Skipped, OccurrenceState.Missed, OccurrenceState.Missed, OccurrenceState.Missed }, skipper.Select(o => o.State));
         var catcher = await harness.OccurrencesAsync("catcher");
         Assert.Equal(4, catcher.Count);
         Assert.Equal(new[] { OccurrenceState.Missed, OccurrenceState.Missed }, catcher.Skip(1).Take(2).Select(o => o.State));
