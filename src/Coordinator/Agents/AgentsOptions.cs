@@ -32,7 +32,7 @@ public sealed class AgentsOptions : IValidatableObject
     {
         var result = new Dictionary<string, TimeSpan>(StringComparer.Ordinal);
         foreach (var rule in CollectorIntervals)
-            if (rule.Tags.All(t => tags.TryGetValue(t.Key, out var v) && v == t.Value))
+            if (AgentSelection.HasTags(tags, rule.Tags))
                 foreach (var (collector, interval) in rule.Intervals) result[collector] = interval;
         return result;
     }

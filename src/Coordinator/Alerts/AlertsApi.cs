@@ -205,6 +205,7 @@ sealed class RulesApi(IDbContextFactory<FleetDbContext> dbFactory, AlertRuleSet 
         if (row is not null && !request.Replace)
             throw new RpcException(new Status(StatusCode.AlreadyExists, $"name: rule '{rule.Name}' exists; use replace (fleetctl rules create --replace) to update it"));
         var created = row is null;
+        var previous = row?.DefinitionJson;
         row ??= db.Set<AlertRuleRecord>().Add(new AlertRuleRecord { Name = rule.Name, Kind = rule.Kind, Severity = rule.Severity, CreatedAt = now }).Entity;
         row.Kind = rule.Kind;
         row.Severity = rule.Severity;
@@ -223,8 +224,10 @@ sealed class RulesApi(IDbContextFactory<FleetDbContext> dbFactory, AlertRuleSet 
             throw new RpcException(new Status(StatusCode.AlreadyExists, $"name: rule '{rule.Name}' was created concurrently"));
         }
         await rules.ReloadAsync(context.CancellationToken);
-        if (rule.Disabled && !created)
-            await store.ApplyAsync(RuleCompiler.Compile(rule, row.Id), [], complete: true, now, context.CancellationToken); // its open alerts resolve
+        // Disabled, or defined anew: its open alerts resolve. A new definition may label its series differently, so alerts
+        // of the old one would never hear of their series again; what still holds fires again at the next evaluation.
+        if (!created && (rule.Disabled || previous != row.DefinitionJson))
+            await store.ApplyAsync(RuleCompiler.Compile(rule, row.Id), [], complete: true, now, context.CancellationToken);
         return AlertRuleSet.ToRule(row);
     }
 

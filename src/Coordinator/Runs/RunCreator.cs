@@ -28,7 +28,7 @@ public sealed partial class RunCreator(
             throw ApiArguments.Invalid("task: a task name is required");
         if (request.Hosts.Count == 0 && request.Tags.Count == 0)
             throw ApiArguments.Invalid("hosts: name at least one host (agent id or hostname) or a tag selector (tags: key=value)");
-        var selectors = request.Tags.Select(RunSpec.Tag).ToList();
+        var selectors = request.Tags.Select(RunSpec.Tag).Select(t => KeyValuePair.Create(t.Key, t.Value)).ToList();
 
         var agents = await db.Agents.AsNoTracking().OrderBy(a => a.Hostname).ThenBy(a => a.Id).ToListAsync(cancellationToken);
         var tagsJson = new Dictionary<string, Dictionary<string, string>>(StringComparer.Ordinal);
@@ -36,7 +36,7 @@ public sealed partial class RunCreator(
         var chosen = new HashSet<string>(StringComparer.Ordinal);
         foreach (var name in request.Hosts)
         {
-            var matches = agents.Where(a => a.Id == name || string.Equals(a.Hostname, name, StringComparison.OrdinalIgnoreCase)).ToList();
+            var matches = agents.Where(a => AgentSelection.IsNamed(a, name)).ToList();
             if (matches.Count == 0)
                 throw ApiArguments.Invalid($"hosts: '{name}' is not a known agent id or hostname");
             hosts.AddRange(matches.Where(a => chosen.Add(a.Id)));
@@ -46,7 +46,7 @@ public sealed partial class RunCreator(
             var tagged = agents.Where(a =>
             {
                 if (!tagsJson.TryGetValue(a.TagsJson, out var tags)) tagsJson[a.TagsJson] = tags = AgentRegistry.Tags(a);
-                return selectors.All(s => tags.TryGetValue(s.Key, out var v) && v == s.Value);
+                return AgentSelection.HasTags(tags, selectors);
             }).ToList();
             if (tagged.Count == 0)
                 throw ApiArguments.Invalid($"tags: '{string.Join("', '", request.Tags)}' match no host");

@@ -24,18 +24,12 @@ sealed class ScheduleTargets
     public static ScheduleTargets Resolve(IReadOnlyList<AgentRecord> agents, ScheduleSpec spec)
     {
         var all = spec.Hosts.Contains(ScheduleSpec.AllHosts);
-        var selectors = spec.Tags.Select(RunSpec.Tag).ToList();
+        var selectors = spec.Tags.Select(RunSpec.Tag).Select(t => KeyValuePair.Create(t.Key, t.Value)).ToList();
         var chosen = agents.Where(a =>
             all
-            || spec.Hosts.Any(h => a.Id == h || string.Equals(a.Hostname, h, StringComparison.OrdinalIgnoreCase))
-            || (selectors.Count > 0 && Matches(a, selectors))).ToList();
+            || spec.Hosts.Any(h => AgentSelection.IsNamed(a, h))
+            || (selectors.Count > 0 && AgentSelection.HasTags(AgentRegistry.Tags(a), selectors))).ToList();
         return new ScheduleTargets(chosen);
-    }
-
-    static bool Matches(AgentRecord agent, List<(string Key, string Value)> selectors)
-    {
-        var tags = AgentRegistry.Tags(agent);
-        return selectors.All(s => tags.TryGetValue(s.Key, out var v) && v == s.Value);
     }
 
     /// <summary>The targeted hosts whose catalog offers <paramref name="task"/>.</summary>
