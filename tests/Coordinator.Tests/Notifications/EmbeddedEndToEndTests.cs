@@ -65,6 +65,9 @@ public sealed class EmbeddedEndToEndTests
         await Sample(0.86);
         await engine.TickAsync(default);
         await Eventually.UntilAsync(() => Mine(slack.Accepted).Count == 1, "the firing message");
+        // The lease runs on the fake clock: let both firing sends record their result before the clock moves past it.
+        await Eventually.UntilAsync(async () => (await coordinator.NotificationsAsync()) is { Count: 2 } n && n.All(x => x.State == NotificationStates.Sent),
+            "the firing notifications marked sent");
 
         await Sample(0.78); // between the clear and fire lines: still firing
         await engine.TickAsync(default);
