@@ -126,6 +126,36 @@ public sealed partial class NotificationDelivery(
         await RecordAsync(row, result, cancellationToken);
     }
 
+    /// <summary>
+    /// Sends a test message to <paramref name="receiverName"/> at once, outside the outbox (nothing is stored or retried):
+    /// the receivers API's test-send. Null when no such receiver is configured.
+    /// </summary>
+    public async Task<SendResult?> TestSendAsync(string receiverName, string requestedBy, CancellationToken cancellationToken)
+    {
+        if (!settings.Receivers.TryGetValue(receiverName, out var receiver)) return null;
+        if (!byKind.TryGetValue(receiver.Kind, out var sender)) return SendResult.Fail($"no sender for kind '{receiver.Kind}'");
+        var now = time.GetUtcNow().UtcDateTime;
+        var labels = new Dictionary<string, string> { ["alertname"] = "fleet-test", ["host"] = "fleet-test" };
+        var payload = new NotificationPayload(0, "fleet-test", "firing", "info", labels,
+            new Dictionary<string, string> { ["summary"] = $"Test message from Fleet to receiver '{receiverName}', requested by {requestedBy}. Nothing is wrong." },
+            0, now, "test", 0);
+        var row = new NotificationRecord { Id = 0, Receiver = receiverName, State = NotificationStates.Sending, CreatedAt = now, NextAttemptAt = now };
+        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        timeout.CancelAfter(settings.SendTimeout);
+        try
+        {
+            return await sender.SendAsync(receiverName, receiver, row, payload, timeout.Token);
+        }
+        catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
+        {
+            return SendResult.Retry($"no answer within {settings.SendTimeout}");
+        }
+        catch (Exception ex) when (ex is not OperationCanceledException)
+        {
+            return SendResult.Retry($"{ex.GetType().Name}: {ex.Message}");
+        }
+    }
+
     async Task RecordAsync(NotificationRecord row, SendResult result, CancellationToken cancellationToken)
     {
         var now = time.GetUtcNow().UtcDateTime;
