@@ -1,6 +1,7 @@
 using System.Collections.Concurrent;
 using System.Threading.Channels;
 using Fleet.Coordinator.Audit;
+using Fleet.Coordinator.Hosting;
 using Fleet.Coordinator.Security;
 using Fleet.Coordinator.Storage;
 using MassTransit;
@@ -33,18 +34,25 @@ public sealed record SendResult(bool Delivered, bool Permanent = false, string? 
     public static SendResult Fail(string error) => new(false, true, error);
 }
 
-/// <summary>One channel kind's sender.</summary>
+/// <summary>One notification in a message: its row and what it renders.</summary>
+public sealed record Outgoing(NotificationRecord Row, NotificationPayload Payload);
+
+/// <summary>One channel kind's sender: one message for one or more notifications (of the same receiver, oldest first).</summary>
 public interface INotificationSender
 {
     string Kind { get; }
-    Task<SendResult> SendAsync(string receiverName, ReceiverOptions receiver, NotificationRecord notification, NotificationPayload payload, CancellationToken cancellationToken);
+    Task<SendResult> SendAsync(string receiverName, ReceiverOptions receiver, IReadOnlyList<Outgoing> batch, CancellationToken cancellationToken);
 }
 
 /// <summary>
-/// Claim, send, mark: the row is claimed with a conditional update (owner + lease) so a redelivered message or a second
-/// replica finds nothing to do; after the receiver accepted it the row is marked sent (only by the lease holder).
-/// A failure schedules the next attempt with exponential backoff (or the receiver's Retry-After, whichever is later);
-/// after the budget the row is dead, audited in the same transaction.
+/// Claim, send, mark. The receiver's gate is taken first when it has a <see cref="ReceiverOptions.MinInterval"/> (a
+/// conditional update of its row, so replicas share one rate); a busy gate moves everything due for that receiver to the
+/// gate's time, where it goes out together. Then the due rows of the receiver (the handed-out row first, plus its group's
+/// rows still in their group wait) are claimed with one conditional update (owner token + lease), so a redelivered
+/// message or a second replica finds nothing to do; they go out as ONE message; after the receiver accepted it the rows
+/// are marked sent (only by the token holder). A failure schedules the next attempt with exponential backoff (or the
+/// receiver's Retry-After, whichever is later, which also holds the gate); after the budget a row is dead, audited in the
+/// same transaction.
 /// </summary>
 public sealed partial class NotificationDelivery(
     IDbContextFactory<FleetDbContext> dbFactory, IEnumerable<INotificationSender> senders, IOptions<NotificationsOptions> options,
@@ -53,12 +61,16 @@ public sealed partial class NotificationDelivery(
     readonly NotificationsOptions settings = options.Value;
     readonly Dictionary<string, INotificationSender> byKind = senders.ToDictionary(s => s.Kind);
     readonly Channel<bool> retryScheduled = Channel.CreateBounded<bool>(new BoundedChannelOptions(1) { FullMode = BoundedChannelFullMode.DropWrite });
+    long claims;
 
-    /// <summary>This process's lease owner name (unique per instance, so two replicas in one process differ too).</summary>
-    public string Owner { get; } = Clip($"{Guid.NewGuid():N}@{Environment.MachineName}:{Environment.ProcessId}", 128);
+    /// <summary>This process's lease owner name (unique per instance, so two replicas in one process differ too); each claim adds a counter.</summary>
+    public string Owner { get; } = Clip($"{Guid.NewGuid():N}@{Environment.MachineName}:{Environment.ProcessId}", 100);
 
     /// <summary>Completes when a retry was scheduled since the last wait (the sweeper sleeps until it is due).</summary>
     public async Task WaitForRetryAsync(CancellationToken cancellationToken) => await retryScheduled.Reader.ReadAsync(cancellationToken);
+
+    /// <summary>Makes the sweeper look again now (something became due later than it planned for).</summary>
+    public void WakeSweeper() => retryScheduled.Writer.TryWrite(true);
 
     /// <summary>The exponential backoff before attempt <paramref name="attempts"/>+1.</summary>
     public static TimeSpan Backoff(NotificationsOptions settings, int attempts)
@@ -71,59 +83,130 @@ public sealed partial class NotificationDelivery(
     public async Task DeliverAsync(long id, CancellationToken cancellationToken)
     {
         var now = time.GetUtcNow().UtcDateTime;
-        var until = now + settings.Lease;
-        NotificationRecord? row;
+        NotificationRecord? first;
         await using (var db = dbFactory.CreateDbContext())
-        {
-            var claimed = await db.Set<NotificationRecord>()
+            first = await db.Set<NotificationRecord>().AsNoTracking()
                 .Where(n => n.Id == id && ((n.State == NotificationStates.Pending && n.NextAttemptAt <= now && (n.LeaseUntil == null || n.LeaseUntil < now))
                                            || (n.State == NotificationStates.Sending && n.LeaseUntil < now)))
-                .ExecuteUpdateAsync(s => s.SetProperty(n => n.State, NotificationStates.Sending).SetProperty(n => n.LeaseOwner, Owner)
+                .SingleOrDefaultAsync(cancellationToken);
+        if (first is null)
+        {
+            LogNothingToDo(id);
+            return;
+        }
+        settings.Receivers.TryGetValue(first.Receiver, out var receiver);
+        if (receiver is not null && receiver.EffectiveMinInterval > TimeSpan.Zero
+            && await TakeGateAsync(first.Receiver, now, receiver.EffectiveMinInterval, cancellationToken) is { } notBefore)
+        {
+            await using var db = dbFactory.CreateDbContext();
+            var moved = await db.Set<NotificationRecord>()
+                .Where(n => n.Receiver == first.Receiver && n.State == NotificationStates.Pending && n.NextAttemptAt < notBefore)
+                .ExecuteUpdateAsync(s => s.SetProperty(n => n.NextAttemptAt, notBefore), cancellationToken);
+            LogRateLimited(first.Receiver, moved, notBefore);
+            WakeSweeper();
+            return;
+        }
+
+        var token = $"{Owner}#{Interlocked.Increment(ref claims)}";
+        var until = now + settings.Lease;
+        var max = receiver?.EffectiveMaxBatch ?? 1;
+        List<NotificationRecord> rows;
+        await using (var db = dbFactory.CreateDbContext())
+        {
+            var group = first.GroupKey;
+            var candidates = await db.Set<NotificationRecord>().AsNoTracking()
+                .Where(n => n.Receiver == first.Receiver
+                            && ((n.State == NotificationStates.Pending && (n.LeaseUntil == null || n.LeaseUntil < now)
+                                 && (n.NextAttemptAt <= now || (n.Attempts == 0 && n.GroupKey == group)))
+                                || (n.State == NotificationStates.Sending && n.LeaseUntil < now)))
+                .OrderBy(n => n.Id == id ? 0 : 1).ThenBy(n => n.Id).Select(n => n.Id).Take(max).ToListAsync(cancellationToken);
+            if (!candidates.Contains(id)) candidates = [id, .. candidates.Take(max - 1)];
+            var claimed = await db.Set<NotificationRecord>()
+                .Where(n => candidates.Contains(n.Id) && ((n.State == NotificationStates.Pending && (n.LeaseUntil == null || n.LeaseUntil < now))
+                                                          || (n.State == NotificationStates.Sending && n.LeaseUntil < now)))
+                .ExecuteUpdateAsync(s => s.SetProperty(n => n.State, NotificationStates.Sending).SetProperty(n => n.LeaseOwner, token)
                     .SetProperty(n => n.LeaseUntil, until).SetProperty(n => n.Attempts, n => n.Attempts + 1), cancellationToken);
             if (claimed == 0)
             {
                 LogNothingToDo(id);
                 return;
             }
-            row = await db.Set<NotificationRecord>().AsNoTracking().SingleAsync(n => n.Id == id, cancellationToken);
+            rows = await db.Set<NotificationRecord>().AsNoTracking().Where(n => n.LeaseOwner == token).OrderBy(n => n.Id).ToListAsync(cancellationToken);
         }
+        CrashPoints.Reached(CrashPoints.NotificationClaimed);
 
-        SendResult result;
-        if (!settings.Receivers.TryGetValue(row.Receiver, out var receiver))
-            result = SendResult.Fail($"receiver '{row.Receiver}' is no longer configured");
-        else if (!byKind.TryGetValue(receiver.Kind, out var sender))
-            result = SendResult.Fail($"no sender for kind '{receiver.Kind}'");
-        else
+        var batch = new List<Outgoing>(rows.Count);
+        var unreadable = new List<NotificationRecord>();
+        foreach (var row in rows)
         {
-            using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-            timeout.CancelAfter(settings.SendTimeout);
             try
             {
-                var payload = System.Text.Json.JsonSerializer.Deserialize<NotificationPayload>(row.PayloadJson, NotificationPayload.Json)
-                    ?? throw new System.Text.Json.JsonException("the stored payload is null");
-                result = await sender.SendAsync(row.Receiver, receiver, row, payload, timeout.Token);
+                batch.Add(new Outgoing(row, System.Text.Json.JsonSerializer.Deserialize<NotificationPayload>(row.PayloadJson, NotificationPayload.Json)
+                    ?? throw new System.Text.Json.JsonException("the stored payload is null")));
             }
             catch (System.Text.Json.JsonException ex)
             {
-                result = SendResult.Fail($"the stored payload cannot be read: {ex.Message}");
-            }
-            catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
-            {
-                result = SendResult.Retry($"no answer within {settings.SendTimeout}");
-            }
-            catch (Exception ex) when (ex is HttpRequestException or IOException or System.Net.Sockets.SocketException
-                                           or MailKit.ProtocolException or MailKit.Net.Smtp.SmtpCommandException or MailKit.ServiceNotConnectedException
-                                           or System.Security.Authentication.AuthenticationException or MailKit.Security.AuthenticationException)
-            {
-                result = SendResult.Retry(ex.Message);
-            }
-            catch (Exception ex) when (ex is not OperationCanceledException)
-            {
-                // A failure nobody foresaw still counts as an attempt, so the retry budget (and dead-lettering) bounds it.
-                result = SendResult.Retry($"{ex.GetType().Name}: {ex.Message}");
+                LogUnreadable(row.Id, ex.Message);
+                unreadable.Add(row);
             }
         }
-        await RecordAsync(row, result, cancellationToken);
+        if (unreadable.Count > 0)
+            await RecordAsync(unreadable, token, SendResult.Fail("the stored payload cannot be read"), cancellationToken);
+        if (batch.Count == 0) return;
+        var result = await SendAsync(first.Receiver, receiver, batch, cancellationToken);
+        await RecordAsync(batch.Select(b => b.Row).ToList(), token, result, cancellationToken);
+    }
+
+    async Task<SendResult> SendAsync(string receiverName, ReceiverOptions? receiver, IReadOnlyList<Outgoing> batch, CancellationToken cancellationToken)
+    {
+        if (receiver is null) return SendResult.Fail($"receiver '{receiverName}' is no longer configured");
+        if (!byKind.TryGetValue(receiver.Kind, out var sender)) return SendResult.Fail($"no sender for kind '{receiver.Kind}'");
+        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        timeout.CancelAfter(settings.SendTimeout);
+        try
+        {
+            return await sender.SendAsync(receiverName, receiver, batch, timeout.Token);
+        }
+        catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
+        {
+            return SendResult.Retry($"no answer within {settings.SendTimeout}");
+        }
+        catch (Exception ex) when (ex is HttpRequestException or IOException or System.Net.Sockets.SocketException
+                                       or MailKit.ProtocolException or MailKit.Net.Smtp.SmtpCommandException or MailKit.ServiceNotConnectedException
+                                       or System.Security.Authentication.AuthenticationException or MailKit.Security.AuthenticationException)
+        {
+            return SendResult.Retry(ex.Message);
+        }
+        catch (Exception ex) when (ex is not OperationCanceledException)
+        {
+            // A failure nobody foresaw still counts as an attempt, so the retry budget (and dead-lettering) bounds it.
+            return SendResult.Retry($"{ex.GetType().Name}: {ex.Message}");
+        }
+    }
+
+    /// <summary>Takes the receiver's send slot; null when taken, else the time the slot frees.</summary>
+    async Task<DateTime?> TakeGateAsync(string name, DateTime now, TimeSpan interval, CancellationToken cancellationToken)
+    {
+        for (var attempt = 0; attempt < 3; attempt++)
+        {
+            await using var db = dbFactory.CreateDbContext();
+            var took = await db.Set<ReceiverGateRecord>().Where(g => g.Name == name && g.NextSendAt <= now)
+                .ExecuteUpdateAsync(s => s.SetProperty(g => g.NextSendAt, now + interval), cancellationToken);
+            if (took == 1) return null;
+            var busy = await db.Set<ReceiverGateRecord>().AsNoTracking().Where(g => g.Name == name).Select(g => (DateTime?)g.NextSendAt).SingleOrDefaultAsync(cancellationToken);
+            if (busy is { } at) return at;
+            db.Set<ReceiverGateRecord>().Add(new ReceiverGateRecord { Name = name, NextSendAt = now + interval });
+            try
+            {
+                await db.SaveChangesAsync(cancellationToken);
+                return null;
+            }
+            catch (DbUpdateException)
+            {
+                // Another replica created the gate first: take it the normal way.
+            }
+        }
+        return now + interval;
     }
 
     /// <summary>
@@ -133,78 +216,86 @@ public sealed partial class NotificationDelivery(
     public async Task<SendResult?> TestSendAsync(string receiverName, string requestedBy, CancellationToken cancellationToken)
     {
         if (!settings.Receivers.TryGetValue(receiverName, out var receiver)) return null;
-        if (!byKind.TryGetValue(receiver.Kind, out var sender)) return SendResult.Fail($"no sender for kind '{receiver.Kind}'");
         var now = time.GetUtcNow().UtcDateTime;
         var labels = new Dictionary<string, string> { ["alertname"] = "fleet-test", ["host"] = "fleet-test" };
         var payload = new NotificationPayload(0, "fleet-test", "firing", "info", labels,
             new Dictionary<string, string> { ["summary"] = $"Test message from Fleet to receiver '{receiverName}', requested by {requestedBy}. Nothing is wrong." },
             0, now, "test", 0);
         var row = new NotificationRecord { Id = 0, Receiver = receiverName, State = NotificationStates.Sending, CreatedAt = now, NextAttemptAt = now };
-        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-        timeout.CancelAfter(settings.SendTimeout);
-        try
-        {
-            return await sender.SendAsync(receiverName, receiver, row, payload, timeout.Token);
-        }
-        catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
-        {
-            return SendResult.Retry($"no answer within {settings.SendTimeout}");
-        }
-        catch (Exception ex) when (ex is not OperationCanceledException)
-        {
-            return SendResult.Retry($"{ex.GetType().Name}: {ex.Message}");
-        }
+        return await SendAsync(receiverName, receiver, [new Outgoing(row, payload)], cancellationToken);
     }
 
-    async Task RecordAsync(NotificationRecord row, SendResult result, CancellationToken cancellationToken)
+    async Task RecordAsync(List<NotificationRecord> rows, string token, SendResult result, CancellationToken cancellationToken)
     {
         var now = time.GetUtcNow().UtcDateTime;
+        var ids = rows.Select(r => r.Id).ToList();
         await using var db = dbFactory.CreateDbContext();
-        var mine = db.Set<NotificationRecord>().Where(n => n.Id == row.Id && n.State == NotificationStates.Sending && n.LeaseOwner == Owner);
+        var mine = db.Set<NotificationRecord>().Where(n => ids.Contains(n.Id) && n.State == NotificationStates.Sending && n.LeaseOwner == token);
         // The attempt still counts when the process stops mid-record: cancellation ends the wait, not the bookkeeping.
         if (result.Delivered)
         {
             var marked = await mine.ExecuteUpdateAsync(s => s.SetProperty(n => n.State, NotificationStates.Sent).SetProperty(n => n.SentAt, now)
                 .SetProperty(n => n.LeaseOwner, (string?)null).SetProperty(n => n.LeaseUntil, (DateTime?)null).SetProperty(n => n.LastError, (string?)null), CancellationToken.None);
-            if (marked == 0) LogLeaseLost(row.Id);
-            else LogSent(row.Id, row.Receiver, row.Attempts);
+            if (marked < rows.Count) LogLeaseLost(rows[0].Id, rows.Count - marked);
+            LogSent(rows[0].Id, rows.Count, rows[0].Receiver, rows.Max(r => r.Attempts));
+            CrashPoints.Reached(CrashPoints.NotificationSent);
             return;
         }
         var error = Clip(result.Error ?? "failed");
-        if (result.Permanent || row.Attempts >= settings.MaxAttempts)
+        var dead = rows.Where(r => result.Permanent || r.Attempts >= settings.MaxAttempts).ToList();
+        if (dead.Count > 0)
         {
+            var deadIds = dead.Select(r => r.Id).ToList();
             await using var tx = await db.Database.BeginTransactionAsync(CancellationToken.None);
-            var marked = await mine.ExecuteUpdateAsync(s => s.SetProperty(n => n.State, NotificationStates.Dead).SetProperty(n => n.LastError, error)
+            var marked = await mine.Where(n => deadIds.Contains(n.Id)).ExecuteUpdateAsync(s => s.SetProperty(n => n.State, NotificationStates.Dead).SetProperty(n => n.LastError, error)
                 .SetProperty(n => n.LeaseOwner, (string?)null).SetProperty(n => n.LeaseUntil, (DateTime?)null), CancellationToken.None);
-            if (marked == 0)
+            if (marked < dead.Count)
             {
-                LogLeaseLost(row.Id);
-                return;
+                // Some lease was lost: only audit what this holder marked.
+                LogLeaseLost(dead[0].Id, dead.Count - marked);
+                var stillMine = await db.Set<NotificationRecord>().AsNoTracking().Where(n => deadIds.Contains(n.Id) && n.State == NotificationStates.Dead && n.LastError == error)
+                    .Select(n => n.Id).ToListAsync(CancellationToken.None);
+                dead = dead.Where(r => stillMine.Contains(r.Id)).ToList();
             }
-            var payload = System.Text.Json.JsonSerializer.Deserialize<NotificationPayload>(row.PayloadJson, NotificationPayload.Json);
-            audit.Add(db, Actor.System("notifications"), "notification.dead", $"notification/{row.Id}", payload?.Host ?? "",
-                new Dictionary<string, string?>
-                {
-                    ["receiver"] = row.Receiver, ["alert"] = payload?.Alert, ["state"] = payload?.State,
-                    ["transition"] = row.TransitionId.ToString(System.Globalization.CultureInfo.InvariantCulture),
-                    ["attempts"] = row.Attempts.ToString(System.Globalization.CultureInfo.InvariantCulture),
-                }, outcome: error);
+            foreach (var row in dead)
+            {
+                var payload = TryPayload(row.PayloadJson);
+                audit.Add(db, Actor.System("notifications"), "notification.dead", $"notification/{row.Id}", payload?.Host ?? "",
+                    new Dictionary<string, string?>
+                    {
+                        ["receiver"] = row.Receiver, ["alert"] = payload?.Alert, ["state"] = payload?.State,
+                        ["transition"] = row.TransitionId.ToString(System.Globalization.CultureInfo.InvariantCulture),
+                        ["attempts"] = row.Attempts.ToString(System.Globalization.CultureInfo.InvariantCulture),
+                    }, outcome: error);
+                LogDead(row.Id, row.Receiver, row.Attempts, error);
+            }
             await db.SaveChangesAsync(CancellationToken.None);
             await tx.CommitAsync(CancellationToken.None);
-            LogDead(row.Id, row.Receiver, row.Attempts, error);
-            return;
         }
-        var delay = Backoff(settings, row.Attempts);
+        var retry = rows.Except(dead).ToList();
+        if (retry.Count == 0) return;
+        var retryIds = retry.Select(r => r.Id).ToList();
+        var delay = Backoff(settings, retry.Max(r => r.Attempts));
         if (result.RetryAfter is { } after && after > delay) delay = after;
         var next = now + delay;
-        var scheduled = await mine.ExecuteUpdateAsync(s => s.SetProperty(n => n.State, NotificationStates.Pending).SetProperty(n => n.NextAttemptAt, next)
+        var scheduled = await mine.Where(n => retryIds.Contains(n.Id)).ExecuteUpdateAsync(s => s.SetProperty(n => n.State, NotificationStates.Pending).SetProperty(n => n.NextAttemptAt, next)
             .SetProperty(n => n.LastError, error).SetProperty(n => n.LeaseOwner, (string?)null).SetProperty(n => n.LeaseUntil, (DateTime?)null), CancellationToken.None);
-        if (scheduled == 0) LogLeaseLost(row.Id);
-        else
+        if (result.RetryAfter is not null)
         {
-            LogRetry(row.Id, row.Receiver, row.Attempts, delay, error);
-            retryScheduled.Writer.TryWrite(true);
+            // The receiver asked for a pause: nothing else goes to it before then either.
+            var receiver = retry[0].Receiver;
+            await db.Set<ReceiverGateRecord>().Where(g => g.Name == receiver && g.NextSendAt < next)
+                .ExecuteUpdateAsync(s => s.SetProperty(g => g.NextSendAt, next), CancellationToken.None);
         }
+        if (scheduled < retry.Count) LogLeaseLost(retry[0].Id, retry.Count - scheduled);
+        LogRetry(retry[0].Id, retry.Count, retry[0].Receiver, retry.Max(r => r.Attempts), delay, error);
+        WakeSweeper();
+    }
+
+    static NotificationPayload? TryPayload(string json)
+    {
+        try { return System.Text.Json.JsonSerializer.Deserialize<NotificationPayload>(json, NotificationPayload.Json); }
+        catch (System.Text.Json.JsonException) { return null; }
     }
 
     static string Clip(string text, int max = 2000) => text.Length <= max ? text : text[..max];
@@ -212,17 +303,23 @@ public sealed partial class NotificationDelivery(
     [LoggerMessage(Level = LogLevel.Debug, Message = "Notification {Id}: not claimable (sent, leased by another, or not due yet)")]
     partial void LogNothingToDo(long id);
 
-    [LoggerMessage(Level = LogLevel.Information, Message = "Notification {Id} sent to {Receiver} (attempt {Attempt})")]
-    partial void LogSent(long id, string receiver, int attempt);
+    [LoggerMessage(Level = LogLevel.Information, Message = "Notification {Id} (+{Count} in the message) sent to {Receiver} (attempt {Attempt})")]
+    partial void LogSent(long id, int count, string receiver, int attempt);
 
-    [LoggerMessage(Level = LogLevel.Warning, Message = "Notification {Id} to {Receiver}: attempt {Attempt} failed, retrying in {Delay}: {Error}")]
-    partial void LogRetry(long id, string receiver, int attempt, TimeSpan delay, string error);
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Notification {Id} (+{Count} in the message) to {Receiver}: attempt {Attempt} failed, retrying in {Delay}: {Error}")]
+    partial void LogRetry(long id, int count, string receiver, int attempt, TimeSpan delay, string error);
 
     [LoggerMessage(Level = LogLevel.Error, Message = "Notification {Id} to {Receiver} is dead after {Attempts} attempts: {Error}")]
     partial void LogDead(long id, string receiver, int attempts, string error);
 
-    [LoggerMessage(Level = LogLevel.Warning, Message = "Notification {Id}: the lease expired before the result was recorded (another replica took it over)")]
-    partial void LogLeaseLost(long id);
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Notification {Id}: {Count} lease(s) expired before the result was recorded (another replica took them over)")]
+    partial void LogLeaseLost(long id, int count);
+
+    [LoggerMessage(Level = LogLevel.Debug, Message = "Receiver {Receiver} is rate limited: {Count} due notification(s) wait until {NotBefore:O} and go out together")]
+    partial void LogRateLimited(string receiver, int count, DateTime notBefore);
+
+    [LoggerMessage(Level = LogLevel.Error, Message = "Notification {Id}: the stored payload cannot be read ({Error}); it is dead")]
+    partial void LogUnreadable(long id, string error);
 }
 
 /// <summary>
@@ -234,7 +331,7 @@ public sealed partial class NotificationSweeper(
     TimeProvider time, ILogger<NotificationSweeper> logger) : BackgroundService
 {
     readonly NotificationsOptions settings = options.Value;
-    readonly ConcurrentDictionary<long, DateTime> handedOut = new();
+    readonly ConcurrentDictionary<long, (DateTime At, DateTime? Marker)> handedOut = new();
 
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
@@ -263,15 +360,19 @@ public sealed partial class NotificationSweeper(
         await using var db = dbFactory.CreateDbContext();
         var due = await db.Set<NotificationRecord>().AsNoTracking()
             .Where(n => (n.State == NotificationStates.Pending && n.NextAttemptAt <= now) || (n.State == NotificationStates.Sending && n.LeaseUntil < now))
-            .OrderBy(n => n.Id).Select(n => n.Id).Take(500).ToListAsync(cancellationToken);
-        // A row handed out moments ago is most likely still in the queue: give the consumer the lease time before asking again.
-        foreach (var id in due.Where(id => !handedOut.TryGetValue(id, out var at) || now - at >= settings.Lease))
+            .OrderBy(n => n.Id).Select(n => new { n.Id, Marker = n.State == NotificationStates.Pending ? (DateTime?)n.NextAttemptAt : n.LeaseUntil })
+            .Take(500).ToListAsync(cancellationToken);
+        // A row handed out moments ago for the same due time is most likely still in the queue: give the consumer the lease
+        // time before asking again. A row whose due time moved (rate limit, retry) is a new hand-out.
+        var handOut = due.Where(d => !handedOut.TryGetValue(d.Id, out var h) || h.Marker != d.Marker || now - h.At >= settings.Lease).ToList();
+        foreach (var d in handOut)
         {
-            await NotificationDue.SendAsync(bus, settings.Queue, id, cancellationToken);
-            handedOut[id] = now;
-            LogRepublished(id);
+            await NotificationDue.SendAsync(bus, settings.Queue, d.Id, cancellationToken);
+            handedOut[d.Id] = (now, d.Marker);
+            LogRepublished(d.Id);
         }
-        foreach (var id in handedOut.Keys.Where(k => !due.Contains(k))) handedOut.TryRemove(id, out _);
+        var dueIds = due.Select(d => d.Id).ToHashSet();
+        foreach (var id in handedOut.Keys.Where(k => !dueIds.Contains(k))) handedOut.TryRemove(id, out _);
 
         var nextPending = await db.Set<NotificationRecord>().Where(n => n.State == NotificationStates.Pending && n.NextAttemptAt > now)
             .MinAsync(n => (DateTime?)n.NextAttemptAt, cancellationToken);

@@ -6,6 +6,8 @@ namespace Fleet.Coordinator.Notifications;
 /// <summary>Receivers, routes and delivery settings of the alert fan-out (section <c>Fleet:Notifications</c>).</summary>
 public sealed class NotificationsOptions : IValidatableObject
 {
+    static bool LabelName(string name) => name.Length is > 0 and <= 128 && (char.IsAsciiLetter(name[0]) || name[0] == '_') && name.All(c => char.IsAsciiLetterOrDigit(c) || c == '_');
+
     public const string Section = "Fleet:Notifications";
 
     /// <summary>Receivers by name.</summary>
@@ -42,6 +44,31 @@ public sealed class NotificationsOptions : IValidatableObject
 
     /// <summary>Messages one coordinator delivers at once.</summary>
     public int ConcurrentDeliveries { get; set; } = 8;
+
+    /// <summary>A new notification waits this long for others of its group (and receiver) to join it in one message. 0: send at once.</summary>
+    public TimeSpan GroupWait { get; set; } = TimeSpan.FromSeconds(1);
+
+    /// <summary>The labels whose values make a group (default: <c>alertname</c>, one group per rule).</summary>
+    public List<string>? GroupBy { get; set; }
+
+    /// <summary>A still-firing, unacknowledged alert is notified again this often. 0: never.</summary>
+    public TimeSpan RepeatInterval { get; set; } = TimeSpan.FromHours(4);
+
+    /// <summary>Alerts of hosts inside an open maintenance window are silenced (planned restarts page nobody).</summary>
+    public bool SilenceMaintenanceWindows { get; set; } = true;
+
+    /// <summary>The built-in inhibition: a firing <c>agent-offline</c> alert suppresses the other alerts of its host.</summary>
+    public bool InhibitHostOffline { get; set; } = true;
+
+    /// <summary>More inhibitions: while an alert matching Source fires, alerts matching Target with equal Equal labels are not notified.</summary>
+    public List<InhibitOptions> Inhibit { get; set; } = [];
+
+    public IReadOnlyList<string> EffectiveGroupBy => GroupBy is { Count: > 0 } g ? g : ["alertname"];
+
+    /// <summary>The inhibitions in force: the configured ones plus the built-in host-offline one.</summary>
+    public IReadOnlyList<InhibitOptions> EffectiveInhibit => InhibitHostOffline
+        ? [.. Inhibit, new InhibitOptions { Source = ["alertname=agent-offline"], Equal = ["host"] }]
+        : Inhibit;
 
     public IEnumerable<ValidationResult> Validate(ValidationContext validationContext)
     {
@@ -80,12 +107,45 @@ public sealed class NotificationsOptions : IValidatableObject
             yield return new($"{Section}:MaxAge: '{MaxAge}' must be positive.", [nameof(MaxAge)]);
         if (ConcurrentDeliveries is < 1 or > 256)
             yield return new($"{Section}:ConcurrentDeliveries: '{ConcurrentDeliveries}' must be between 1 and 256.", [nameof(ConcurrentDeliveries)]);
+        if (GroupWait < TimeSpan.Zero || GroupWait > TimeSpan.FromMinutes(10))
+            yield return new($"{Section}:GroupWait: '{GroupWait}' must be between 0 and 10 minutes.", [nameof(GroupWait)]);
+        foreach (var label in GroupBy ?? [])
+            if (!LabelName(label))
+                yield return new($"{Section}:GroupBy: '{label}' is not a label name (letters, digits, '_').", [nameof(GroupBy)]);
+        if (RepeatInterval < TimeSpan.Zero || (RepeatInterval > TimeSpan.Zero && RepeatInterval < TimeSpan.FromMinutes(1)))
+            yield return new($"{Section}:RepeatInterval: '{RepeatInterval}' must be 0 (never) or at least 1 minute.", [nameof(RepeatInterval)]);
+        for (var i = 0; i < Inhibit.Count; i++)
+        {
+            var key = $"{Section}:Inhibit:{i}";
+            if (Inhibit[i].Source.Count == 0)
+                yield return new($"{key}:Source: an inhibition needs at least one matcher for the alert that inhibits.", [nameof(Inhibit)]);
+            foreach (var (field, matchers) in new[] { ("Source", Inhibit[i].Source), ("Target", Inhibit[i].Target) })
+                foreach (var matcher in matchers)
+                {
+                    string? problem = null;
+                    try { SilenceMatcher.Parse(matcher, $"{key}:{field}"); }
+                    catch (ArgumentException ex) { problem = ex.Message; }
+                    if (problem is not null) yield return new(problem, [nameof(Inhibit)]);
+                }
+            foreach (var label in Inhibit[i].Equal.Where(l => !LabelName(l)))
+                yield return new($"{key}:Equal: '{label}' is not a label name (letters, digits, '_').", [nameof(Inhibit)]);
+        }
     }
 }
 
 /// <summary>Where notifications go: a Slack incoming webhook, an SMTP mailbox or a generic signed webhook.</summary>
 public sealed class ReceiverOptions
 {
+    /// <summary>At most one message per this interval (default: 1 s for Slack, as Slack asks per webhook; none otherwise). Alerts due meanwhile wait and go out together.</summary>
+    public TimeSpan? MinInterval { get; set; }
+
+    /// <summary>At most this many alerts in one message (default 20 for Slack and email, 1 for webhooks: one JSON document per alert).</summary>
+    public int? MaxBatch { get; set; }
+
+    public TimeSpan EffectiveMinInterval => MinInterval ?? (Kind == ReceiverKinds.Slack ? TimeSpan.FromSeconds(1) : TimeSpan.Zero);
+
+    public int EffectiveMaxBatch => MaxBatch ?? (Kind == ReceiverKinds.Webhook ? 1 : 20);
+
     /// <summary><see cref="ReceiverKinds"/>.</summary>
     public string Kind { get; set; } = "";
 
@@ -116,6 +176,10 @@ public sealed class ReceiverOptions
 
     internal IEnumerable<string> Problems(string key)
     {
+        if (MinInterval is { } interval && (interval < TimeSpan.Zero || interval > TimeSpan.FromMinutes(10)))
+            yield return $"{key}:MinInterval: '{interval}' must be between 0 and 10 minutes.";
+        if (MaxBatch is { } batch && batch is < 1 or > 100)
+            yield return $"{key}:MaxBatch: '{batch}' must be between 1 and 100.";
         switch (Kind)
         {
             case ReceiverKinds.Slack or ReceiverKinds.Webhook:
@@ -150,6 +214,17 @@ public sealed class RouteOptions
     public List<string> Severities { get; set; } = [];
 
     public List<string> Receivers { get; set; } = [];
+}
+
+/// <summary>An inhibition: while an alert matching <see cref="Source"/> fires, alerts matching <see cref="Target"/> whose <see cref="Equal"/> labels have the same values are not notified.</summary>
+public sealed class InhibitOptions
+{
+    public List<string> Source { get; set; } = [];
+
+    /// <summary>Empty: every other alert.</summary>
+    public List<string> Target { get; set; } = [];
+
+    public List<string> Equal { get; set; } = [];
 }
 
 public static class ReceiverKinds

@@ -37,13 +37,51 @@ public sealed class SlackSender(IHttpClientFactory clients, TimeProvider time) :
 {
     public string Kind => ReceiverKinds.Slack;
 
-    public Task<SendResult> SendAsync(string receiverName, ReceiverOptions receiver, NotificationRecord notification, NotificationPayload payload, CancellationToken cancellationToken)
+    public Task<SendResult> SendAsync(string receiverName, ReceiverOptions receiver, IReadOnlyList<Outgoing> batch, CancellationToken cancellationToken)
     {
+        var message = batch.Count == 1 ? Message(batch[0].Payload, receiver.Channel) : Message(batch.Select(b => b.Payload).ToList(), receiver.Channel);
         var request = new HttpRequestMessage(HttpMethod.Post, receiver.Url)
         {
-            Content = new StringContent(Message(payload, receiver.Channel).ToJsonString(), Encoding.UTF8, "application/json"),
+            Content = new StringContent(message.ToJsonString(), Encoding.UTF8, "application/json"),
         };
         return HttpResults.SendAsync(clients, request, time, cancellationToken);
+    }
+
+    /// <summary>Several alerts in one message (a group, or what waited for the rate limit): a header with the counts, a section per group.</summary>
+    public static JsonObject Message(IReadOnlyList<NotificationPayload> alerts, string? channel)
+    {
+        var firing = alerts.Count(a => a.State == "firing");
+        var resolved = alerts.Count - firing;
+        var title = string.Join(", ", new[] { firing > 0 ? $"FIRING: {firing}" : "", resolved > 0 ? $"RESOLVED: {resolved}" : "" }.Where(t => t.Length > 0))
+                    + $" alert{(alerts.Count == 1 ? "" : "s")}";
+        var blocks = new JsonArray
+        {
+            new JsonObject { ["type"] = "header", ["text"] = new JsonObject { ["type"] = "plain_text", ["text"] = Clip(title, 150) } },
+        };
+        var groups = alerts.GroupBy(a => a.Alert).ToList();
+        foreach (var group in groups.Take(45))
+        {
+            var lines = new StringBuilder();
+            lines.Append('*').Append(group.Key).Append("* (").Append(group.First().Severity).Append(")\n");
+            foreach (var a in group)
+            {
+                var value = a.Annotation("value").Length > 0 ? a.Annotation("value") : a.Value.ToString("0.####", CultureInfo.InvariantCulture);
+                lines.Append("• ").Append(a.State == "firing" ? "FIRING" : "RESOLVED").Append(' ')
+                     .Append(a.Host.Length > 0 ? a.Host : "-").Append(": ").Append(Summary(a)).Append(" (value ").Append(value).Append(")\n");
+            }
+            var runbook = group.First().Annotation("runbook");
+            if (runbook.Length > 0) lines.Append('<').Append(runbook).Append("|Runbook>");
+            blocks.Add(new JsonObject { ["type"] = "section", ["text"] = new JsonObject { ["type"] = "mrkdwn", ["text"] = Clip(lines.ToString(), 3000) } });
+        }
+        if (groups.Count > 45)
+            blocks.Add(new JsonObject
+            {
+                ["type"] = "context",
+                ["elements"] = new JsonArray { new JsonObject { ["type"] = "mrkdwn", ["text"] = $"…and {groups.Count - 45} more rules: see `fleetctl alerts`" } },
+            });
+        var message = new JsonObject { ["text"] = title, ["blocks"] = blocks };
+        if (!string.IsNullOrEmpty(channel)) message["channel"] = channel;
+        return message;
     }
 
     public static JsonObject Message(NotificationPayload p, string? channel)
@@ -65,17 +103,20 @@ public sealed class SlackSender(IHttpClientFactory clients, TimeProvider time) :
             new JsonObject { ["type"] = "section", ["text"] = new JsonObject { ["type"] = "mrkdwn", ["text"] = Clip(Summary(p), 3000) } },
             new JsonObject { ["type"] = "section", ["fields"] = fields },
         };
+        var context = new JsonArray();
         var runbook = p.Annotation("runbook");
-        if (runbook.Length > 0)
-            blocks.Add(new JsonObject
-            {
-                ["type"] = "context",
-                ["elements"] = new JsonArray { new JsonObject { ["type"] = "mrkdwn", ["text"] = $"<{runbook}|Runbook>" } },
-            });
+        if (runbook.Length > 0) context.Add(new JsonObject { ["type"] = "mrkdwn", ["text"] = $"<{runbook}|Runbook>" });
+        if (Reminder(p) is { } reminder) context.Add(new JsonObject { ["type"] = "mrkdwn", ["text"] = reminder });
+        if (context.Count > 0) blocks.Add(new JsonObject { ["type"] = "context", ["elements"] = context });
         var message = new JsonObject { ["text"] = title, ["blocks"] = blocks };
         if (!string.IsNullOrEmpty(channel)) message["channel"] = channel;
         return message;
     }
+
+    /// <summary>For a repeat (or a firing held back by a silence that ended): since when it fires.</summary>
+    public static string? Reminder(NotificationPayload p) => p.Sequence > 0 && p.State == "firing"
+        ? $"Still firing since {(p.FiringSince ?? p.Time).ToString("u", CultureInfo.InvariantCulture)} (notification {p.Sequence + 1})"
+        : null;
 
     static string Summary(NotificationPayload p)
     {
@@ -93,18 +134,26 @@ public sealed class WebhookSender(IHttpClientFactory clients, TimeProvider time)
 
     public string Kind => ReceiverKinds.Webhook;
 
-    public Task<SendResult> SendAsync(string receiverName, ReceiverOptions receiver, NotificationRecord notification, NotificationPayload payload, CancellationToken cancellationToken)
+    /// <summary>
+    /// One alert: the notification as a JSON object (Idempotency-Key: its id). Several (MaxBatch above 1):
+    /// <c>{"receiver": …, "notifications": [ … ]}</c> with the ids joined by commas as the key.
+    /// </summary>
+    public Task<SendResult> SendAsync(string receiverName, ReceiverOptions receiver, IReadOnlyList<Outgoing> batch, CancellationToken cancellationToken)
     {
-        var body = JsonSerializer.SerializeToUtf8Bytes(new
+        object Item(Outgoing o) => new
         {
-            notificationId = notification.Id, receiver = receiverName, payload.Alert, payload.State, payload.Severity, payload.Labels,
-            payload.Annotations, payload.Value, payload.Time, payload.Fingerprint, payload.Episode, payload.TransitionId,
-        }, NotificationPayload.Json);
+            notificationId = o.Row.Id, receiver = receiverName, o.Payload.Alert, o.Payload.State, o.Payload.Severity, o.Payload.Labels,
+            o.Payload.Annotations, o.Payload.Value, o.Payload.Time, o.Payload.Fingerprint, o.Payload.Episode, o.Payload.TransitionId,
+            sequence = o.Payload.Sequence, firingSince = o.Payload.FiringSince,
+        };
+        var body = batch.Count == 1
+            ? JsonSerializer.SerializeToUtf8Bytes(Item(batch[0]), NotificationPayload.Json)
+            : JsonSerializer.SerializeToUtf8Bytes(new { receiver = receiverName, notifications = batch.Select(Item).ToList() }, NotificationPayload.Json);
         var content = new ByteArrayContent(body);
         content.Headers.ContentType = new MediaTypeHeaderValue("application/json") { CharSet = "utf-8" };
         var request = new HttpRequestMessage(HttpMethod.Post, receiver.Url) { Content = content };
         request.Headers.Add(SignatureHeader, Signature(receiver.Secret!, body));
-        request.Headers.Add(IdempotencyHeader, notification.Id.ToString(CultureInfo.InvariantCulture));
+        request.Headers.Add(IdempotencyHeader, string.Join(",", batch.Select(b => b.Row.Id.ToString(CultureInfo.InvariantCulture))));
         return HttpResults.SendAsync(clients, request, time, cancellationToken);
     }
 
@@ -125,15 +174,16 @@ public sealed class EmailSender : INotificationSender
         _ => null,
     };
 
-    public async Task<SendResult> SendAsync(string receiverName, ReceiverOptions receiver, NotificationRecord notification, NotificationPayload payload, CancellationToken cancellationToken)
+    public async Task<SendResult> SendAsync(string receiverName, ReceiverOptions receiver, IReadOnlyList<Outgoing> batch, CancellationToken cancellationToken)
     {
+        var message = batch.Count == 1 ? Message(receiver, batch[0].Row, batch[0].Payload) : Message(receiver, batch);
         using var smtp = new SmtpClient();
         await smtp.ConnectAsync(receiver.Host!, receiver.Port, SocketOptions(receiver.Security)!.Value, cancellationToken);
         if (!string.IsNullOrEmpty(receiver.Username))
             await smtp.AuthenticateAsync(receiver.Username, receiver.Password ?? "", cancellationToken);
         try
         {
-            await smtp.SendAsync(Message(receiver, notification, payload), cancellationToken);
+            await smtp.SendAsync(message, cancellationToken);
         }
         catch (SmtpCommandException ex) when ((int)ex.StatusCode is >= 500 and < 600)
         {
@@ -141,6 +191,37 @@ public sealed class EmailSender : INotificationSender
         }
         await smtp.DisconnectAsync(true, cancellationToken);
         return SendResult.Ok;
+    }
+
+    /// <summary>Several alerts in one email: subject with the counts, one line (text) or row (HTML) per alert.</summary>
+    public static MimeMessage Message(ReceiverOptions receiver, IReadOnlyList<Outgoing> batch)
+    {
+        var firing = batch.Count(b => b.Payload.State == "firing");
+        var resolved = batch.Count - firing;
+        var rules = batch.Select(b => b.Payload.Alert).Distinct().ToList();
+        var message = new MimeMessage();
+        message.From.Add(MailboxAddress.Parse(receiver.From!));
+        foreach (var to in receiver.To) message.To.Add(MailboxAddress.Parse(to));
+        var counts = string.Join(" ", new[] { firing > 0 ? $"[FIRING:{firing}]" : "", resolved > 0 ? $"[RESOLVED:{resolved}]" : "" }.Where(t => t.Length > 0));
+        message.Subject = $"{counts} {string.Join(", ", rules.Take(3))}{(rules.Count > 3 ? $" and {rules.Count - 3} more" : "")}";
+        message.MessageId = $"fleet-notifications-{batch[0].Row.Id}-{batch.Count}@fleet";
+        var text = new StringBuilder();
+        var html = new StringBuilder().Append("<table><tr><th align=\"left\">State</th><th align=\"left\">Alert</th><th align=\"left\">Host</th><th align=\"left\">Severity</th><th align=\"left\">Value</th><th align=\"left\">Summary</th></tr>");
+        foreach (var p in batch.Select(b => b.Payload))
+        {
+            var state = p.State == "firing" ? "FIRING" : "RESOLVED";
+            var summary = p.Annotation("summary").Length > 0 ? p.Annotation("summary") : p.Alert;
+            text.Append(state).Append(' ').Append(p.Alert).Append(" on ").Append(p.Host).Append(" (").Append(p.Severity).Append("): ").Append(summary);
+            if (p.Annotation("runbook").Length > 0) text.Append(" - ").Append(p.Annotation("runbook"));
+            text.AppendLine();
+            html.Append("<tr>");
+            foreach (var cell in new[] { state, p.Alert, p.Host, p.Severity, p.Annotation("value"), summary })
+                html.Append("<td>").Append(WebUtility.HtmlEncode(cell)).Append("</td>");
+            html.Append("</tr>");
+        }
+        html.Append("</table>");
+        message.Body = new BodyBuilder { TextBody = text.ToString(), HtmlBody = html.ToString() }.ToMessageBody();
+        return message;
     }
 
     public static MimeMessage Message(ReceiverOptions receiver, NotificationRecord notification, NotificationPayload p)
@@ -156,6 +237,7 @@ public sealed class EmailSender : INotificationSender
             ("Alert", p.Alert), ("State", state), ("Host", p.Host), ("Severity", p.Severity), ("Value", p.Annotation("value")),
             ("Threshold", p.Annotation("threshold")), ("Time", p.Time.ToString("u", CultureInfo.InvariantCulture)), ("Runbook", p.Annotation("runbook")),
         };
+        if (SlackSender.Reminder(p) is { } reminder) rows.Add(("Note", reminder));
         rows.RemoveAll(r => r.Item2.Length == 0);
         var summary = p.Annotation("summary").Length > 0 ? p.Annotation("summary") : p.Alert;
         var text = new StringBuilder().AppendLine(summary).AppendLine();

@@ -93,7 +93,7 @@ static class NotificationsKit
 {
     static long ruleIds = 900_000 + Random.Shared.Next(0, 1_000_000) * 10L;
 
-    /// <summary>Fast retries for tests: base 100 ms, max 1 s, 3 attempts, sweeps at least every 500 ms.</summary>
+    /// <summary>Fast retries for tests: base 100 ms, max 1 s, 3 attempts, sweeps at least every 500 ms, no group wait.</summary>
     public static CoordinatorFactory Coordinator(Store store, string? postgres = null, bool rabbit = false, string? queue = null)
     {
         var f = new CoordinatorFactory(store, postgres)
@@ -103,7 +103,8 @@ static class NotificationsKit
             .With("Fleet:Notifications:MaxAttempts", "3")
             .With("Fleet:Notifications:SendTimeout", "00:00:05")
             .With("Fleet:Notifications:Lease", "00:00:10")
-            .With("Fleet:Notifications:SweepInterval", "00:00:00.500");
+            .With("Fleet:Notifications:SweepInterval", "00:00:00.500")
+            .With("Fleet:Notifications:GroupWait", "00:00:00"); // tests of grouping set their own
         if (rabbit)
             f.With("ConnectionStrings:RabbitMq", TestServices.RabbitMq)
              .With("Fleet:Notifications:Queue", queue ?? TestServices.UniqueName("fleet-notifications"));

@@ -777,6 +777,11 @@ namespace Fleet.Coordinator.Storage.Migrations.Postgres
                     b.Property<DateTime>("CreatedAt")
                         .HasColumnType("timestamp with time zone");
 
+                    b.Property<string>("GroupKey")
+                        .IsRequired()
+                        .HasMaxLength(64)
+                        .HasColumnType("character varying(64)");
+
                     b.Property<string>("LastError")
                         .HasMaxLength(2048)
                         .HasColumnType("character varying(2048)");
@@ -803,6 +808,9 @@ namespace Fleet.Coordinator.Storage.Migrations.Postgres
                     b.Property<DateTime?>("SentAt")
                         .HasColumnType("timestamp with time zone");
 
+                    b.Property<int>("Sequence")
+                        .HasColumnType("integer");
+
                     b.Property<string>("State")
                         .IsRequired()
                         .HasMaxLength(16)
@@ -815,10 +823,26 @@ namespace Fleet.Coordinator.Storage.Migrations.Postgres
 
                     b.HasIndex("State", "NextAttemptAt");
 
-                    b.HasIndex("TransitionId", "Receiver")
+                    b.HasIndex("Receiver", "State", "NextAttemptAt");
+
+                    b.HasIndex("TransitionId", "Receiver", "Sequence")
                         .IsUnique();
 
                     b.ToTable("notifications", (string)null);
+                });
+
+            modelBuilder.Entity("Fleet.Coordinator.Notifications.ReceiverGateRecord", b =>
+                {
+                    b.Property<string>("Name")
+                        .HasMaxLength(128)
+                        .HasColumnType("character varying(128)");
+
+                    b.Property<DateTime>("NextSendAt")
+                        .HasColumnType("timestamp with time zone");
+
+                    b.HasKey("Name");
+
+                    b.ToTable("receiver_gates", (string)null);
                 });
 
             modelBuilder.Entity("Fleet.Coordinator.Runs.InvocationOutputChunk", b =>

@@ -738,6 +738,11 @@ namespace Fleet.Coordinator.Storage.Migrations.Sqlite
                     b.Property<DateTime>("CreatedAt")
                         .HasColumnType("TEXT");
 
+                    b.Property<string>("GroupKey")
+                        .IsRequired()
+                        .HasMaxLength(64)
+                        .HasColumnType("TEXT");
+
                     b.Property<string>("LastError")
                         .HasMaxLength(2048)
                         .HasColumnType("TEXT");
@@ -764,6 +769,9 @@ namespace Fleet.Coordinator.Storage.Migrations.Sqlite
                     b.Property<DateTime?>("SentAt")
                         .HasColumnType("TEXT");
 
+                    b.Property<int>("Sequence")
+                        .HasColumnType("INTEGER");
+
                     b.Property<string>("State")
                         .IsRequired()
                         .HasMaxLength(16)
@@ -776,10 +784,26 @@ namespace Fleet.Coordinator.Storage.Migrations.Sqlite
 
                     b.HasIndex("State", "NextAttemptAt");
 
-                    b.HasIndex("TransitionId", "Receiver")
+                    b.HasIndex("Receiver", "State", "NextAttemptAt");
+
+                    b.HasIndex("TransitionId", "Receiver", "Sequence")
                         .IsUnique();
 
                     b.ToTable("notifications", (string)null);
+                });
+
+            modelBuilder.Entity("Fleet.Coordinator.Notifications.ReceiverGateRecord", b =>
+                {
+                    b.Property<string>("Name")
+                        .HasMaxLength(128)
+                        .HasColumnType("TEXT");
+
+                    b.Property<DateTime>("NextSendAt")
+                        .HasColumnType("TEXT");
+
+                    b.HasKey("Name");
+
+                    b.ToTable("receiver_gates", (string)null);
                 });
 
             modelBuilder.Entity("Fleet.Coordinator.Runs.InvocationOutputChunk", b =>
