@@ -154,6 +154,14 @@ public sealed partial class NotificationDelivery(
             await RecordAsync(unreadable, token, SendResult.Fail("the stored payload cannot be read"), cancellationToken);
         if (batch.Count == 0) return;
         var result = await SendAsync(first.Receiver, receiver, batch, cancellationToken);
+        if (receiver is not null && receiver.EffectiveMinInterval > TimeSpan.Zero)
+        {
+            // The interval counts from when the receiver had this message, not from when it was started: arrivals stay apart too.
+            var free = time.GetUtcNow().UtcDateTime + receiver.EffectiveMinInterval;
+            await using var db = dbFactory.CreateDbContext();
+            await db.Set<ReceiverGateRecord>().Where(g => g.Name == first.Receiver && g.NextSendAt < free)
+                .ExecuteUpdateAsync(s => s.SetProperty(g => g.NextSendAt, free), CancellationToken.None);
+        }
         await RecordAsync(batch.Select(b => b.Row).ToList(), token, result, cancellationToken);
     }
 
