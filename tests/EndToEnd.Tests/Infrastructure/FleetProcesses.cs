@@ -20,6 +20,19 @@ public sealed class CoordinatorProcess : IAsyncDisposable
     public ChildProcess Process => process ?? throw new InvalidOperationException("not started");
     public bool IsRunning => process is { HasExited: false };
 
+    /// <summary>The settings the next <see cref="StartAsync()"/> passes (edit to start it differently).</summary>
+    public IDictionary<string, string?> Settings => settings;
+
+    /// <summary>Waits for the process to end on its own (a crash point) and forgets it, so it can be started again; returns its output.</summary>
+    public async Task<string> WaitForExitAsync(TimeSpan timeout)
+    {
+        await Eventually.UntilAsync(() => Process.HasExited, "the coordinator to exit", timeout);
+        var output = Process.Output;
+        await Process.DisposeAsync();
+        process = null;
+        return output;
+    }
+
     CoordinatorProcess(Dictionary<string, string?> settings, string workingDirectory)
     {
         this.settings = settings;
