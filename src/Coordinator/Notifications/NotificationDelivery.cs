@@ -1,7 +1,9 @@
 using System.Collections.Concurrent;
 using System.Threading.Channels;
+using Fleet.Coordinator.Alerts;
 using Fleet.Coordinator.Audit;
 using Fleet.Coordinator.Hosting;
+using Fleet.Coordinator.Schedules;
 using Fleet.Coordinator.Security;
 using Fleet.Coordinator.Storage;
 using MassTransit;
@@ -56,7 +58,7 @@ public interface INotificationSender
 /// </summary>
 public sealed partial class NotificationDelivery(
     IDbContextFactory<FleetDbContext> dbFactory, IEnumerable<INotificationSender> senders, IOptions<NotificationsOptions> options,
-    AuditLog audit, TimeProvider time, ILogger<NotificationDelivery> logger)
+    SilenceStore silences, IOpenWindows windows, AuditLog audit, TimeProvider time, ILogger<NotificationDelivery> logger)
 {
     readonly NotificationsOptions settings = options.Value;
     readonly Dictionary<string, INotificationSender> byKind = senders.ToDictionary(s => s.Kind);
@@ -152,6 +154,7 @@ public sealed partial class NotificationDelivery(
         }
         if (unreadable.Count > 0)
             await RecordAsync(unreadable, token, SendResult.Fail("the stored payload cannot be read"), cancellationToken);
+        await HoldBackSilencedAsync(batch, token, now, cancellationToken);
         if (batch.Count == 0) return;
         var result = await SendAsync(first.Receiver, receiver, batch, cancellationToken);
         if (receiver is not null && receiver.EffectiveMinInterval > TimeSpan.Zero)
@@ -189,6 +192,29 @@ public sealed partial class NotificationDelivery(
         {
             // A failure nobody foresaw still counts as an attempt, so the retry budget (and dead-lettering) bounds it.
             return SendResult.Retry($"{ex.GetType().Name}: {ex.Message}");
+        }
+    }
+
+    /// <summary>
+    /// A silence or maintenance window that began after routing (during the group wait, a rate-limit wait or a retry)
+    /// still holds a firing notification back: those rows become silenced and leave the batch. Resolved ones still go
+    /// (the receiver heard it fire).
+    /// </summary>
+    async Task HoldBackSilencedAsync(List<Outgoing> batch, string token, DateTime now, CancellationToken cancellationToken)
+    {
+        if (!batch.Any(b => b.Payload.State == "firing")) return;
+        var active = await silences.ActiveAsync(now, cancellationToken);
+        var open = settings.SilenceMaintenanceWindows ? await windows.GetAsync(cancellationToken) : [];
+        if (active.Count == 0 && open.Count == 0) return;
+        foreach (var o in batch.Where(b => b.Payload.State == "firing").ToList())
+        {
+            if (NotificationRouter.SilencedBy(o.Payload.Labels, active, open, now) is not { } reason) continue;
+            await using var db = dbFactory.CreateDbContext();
+            await db.Set<NotificationRecord>().Where(n => n.Id == o.Row.Id && n.State == NotificationStates.Sending && n.LeaseOwner == token)
+                .ExecuteUpdateAsync(s => s.SetProperty(n => n.State, NotificationStates.Silenced).SetProperty(n => n.LastError, Clip(reason))
+                    .SetProperty(n => n.LeaseOwner, (string?)null).SetProperty(n => n.LeaseUntil, (DateTime?)null), cancellationToken);
+            batch.Remove(o);
+            LogHeldBack(o.Row.Id, reason);
         }
     }
 
@@ -325,6 +351,9 @@ public sealed partial class NotificationDelivery(
 
     [LoggerMessage(Level = LogLevel.Debug, Message = "Receiver {Receiver} is rate limited: {Count} due notification(s) wait until {NotBefore:O} and go out together")]
     partial void LogRateLimited(string receiver, int count, DateTime notBefore);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Notification {Id} is held back at send time: {Reason}")]
+    partial void LogHeldBack(long id, string reason);
 
     [LoggerMessage(Level = LogLevel.Error, Message = "Notification {Id}: the stored payload cannot be read ({Error}); it is dead")]
     partial void LogUnreadable(long id, string error);
