@@ -115,6 +115,9 @@ stop_pass() {
   pass_pids=()
 }
 
+( while sleep 5; do cut -d' ' -f1 /proc/loadavg >>"$work/load"; done ) &
+pids+=($!)
+loadrange() { sort -n "$work/load" | sed -n '1p;$p' | paste -sd- ; }
 status=0
 echo "pass tuned: $alerts alerts, one at a time; Fleet agent: $agent_kind"
 start_pass tuned ', "intervalSeconds": 1' ', "metricsFlushSeconds": 0.1' \
@@ -124,7 +127,7 @@ start_pass tuned ', "intervalSeconds": 1' ', "metricsFlushSeconds": 0.1' \
   repeat_interval: 4h'
 python3 bench/scenarios/alertlatency.py --dir "$textfile" --port "$recv" --systems fleet-tuned,am-tuned --alerts "$alerts" \
   --first 1 --gap 0.5,1.5 --timeout 60 --out "$work/results.tsv" --label tuned | tee "$work/tuned.txt" || status=1
-load_tuned=$(cut -d' ' -f1-3 /proc/loadavg)
+load_tuned=$(loadrange)
 stop_pass
 
 python3 - "$work/data/fleet.db" "$work/results.tsv" <<'PY' || true
@@ -144,8 +147,8 @@ phases = {k: [] for k in ["collect", "flush+send", "commit+eval", "route", "deli
 import bisect, json
 for _, _, n, t0, arrival, lat in rows:
     t0 = float(t0); arrival = float(arrival)
-    s = db.execute("select min(Time) from metric_samples where AgentId = 'fleet-tuned' and Name = 'bench_alert' and Labels like ? and Value > 0.5",
-                   (f'%"{n}"%',)).fetchone()[0]
+    s = db.execute("select min(Time) from metric_samples where AgentId = 'fleet-tuned' and Name = 'bench_alert' and Labels = ? and Value > 0.5",
+                   (f'n={n}',)).fetchone()[0]
     t = db.execute("select Id, Time from alert_transitions where RuleName = 'bench-alert' and Kind = 'firing' and LabelsJson like ? "
                    "and LabelsJson like '%fleet-tuned%' order by Id limit 1", (f'%"n":"{n}"%',)).fetchone()
     if s is None or t is None: continue
@@ -179,6 +182,6 @@ ratio() { # ratio of the p-field $2 between systems $3 and $4 in file $1
 }
 echo "ratio fleet-tuned/am-tuned: p50 $(ratio "$work/tuned.txt" p50 fleet-tuned am-tuned)  p90 $(ratio "$work/tuned.txt" p90 fleet-tuned am-tuned)  p99 $(ratio "$work/tuned.txt" p99 fleet-tuned am-tuned)  (goal p99 <= 0.6)"
 [ "$default_alerts" -gt 0 ] && echo "ratio fleet-defaults/am-defaults: p50 $(ratio "$work/defaults.txt" p50 fleet-defaults am-defaults)  p99 $(ratio "$work/defaults.txt" p99 fleet-defaults am-defaults)"
-echo "load at the end of the tuned pass: $load_tuned; now: $(cut -d' ' -f1-3 /proc/loadavg)"
-grep -iE "warn|fail|error" "$work/coordinator.log" | grep -v "^\s*$" | head -5 | sed 's/^/  coordinator: /' || true
+echo "1-minute load average (sampled every 5 s): tuned pass $load_tuned; whole run $(loadrange)"
+grep -E "^(warn|fail|crit)" "$work/coordinator.log" | grep -v "EntityFrameworkCore.Query\[10102\]" | head -5 | sed 's/^/  coordinator: /' || true
 exit $status
