@@ -15,7 +15,8 @@
 # Prints p50/p90/p99/max per system, the Fleet/Alertmanager ratios, and where Fleet's time goes (from the
 # coordinator's SQLite: sample time, batch receipt, transition, notification row). Exit 1 if an alert never arrived.
 #   bench/scenarios/alertlatency.sh [alerts (default 100)] [alerts in the defaults pass (default 12; 0 skips it)]
-# FLEET_BENCH_AGENT=aot uses the NativeAOT agent (default: the Release build on the JIT).
+# FLEET_BENCH_AGENT=aot uses the NativeAOT agent (default: the Release build on the JIT); FLEET_BENCH_NO_BUILD=1 skips the
+# Release builds; FLEET_BENCH_KEEP=1 keeps the work directory.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 alerts=${1:-100}; default_alerts=${2:-12}
@@ -38,12 +39,12 @@ textfile="$work/textfile"; mkdir -p "$textfile"
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), load $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "versions: $(prometheus --version 2>&1 | head -1 | cut -d' ' -f1-3); $(prometheus-alertmanager --version 2>&1 | head -1 | cut -d' ' -f1-3); $(prometheus-node-exporter --version 2>&1 | head -1 | cut -d' ' -f1-3)"
 
-dotnet build src/Coordinator -c Release -nologo -v quiet "-clp:ErrorsOnly;NoSummary" >&2
+[ -n "${FLEET_BENCH_NO_BUILD:-}" ] || dotnet build src/Coordinator -c Release -nologo -v quiet "-clp:ErrorsOnly;NoSummary" >&2
 if [ "${FLEET_BENCH_AGENT:-jit}" = aot ]; then
   dotnet publish src/Agent -c Release -r linux-x64 -p:PublishAot=true -o "$work/agent-bin" -nologo -v quiet >/dev/null
   agent_cmd=("$work/agent-bin/fleet-agent"); agent_kind="NativeAOT publish"
 else
-  dotnet build src/Agent -c Release -nologo -v quiet "-clp:ErrorsOnly;NoSummary" >&2
+  [ -n "${FLEET_BENCH_NO_BUILD:-}" ] || dotnet build src/Agent -c Release -nologo -v quiet "-clp:ErrorsOnly;NoSummary" >&2
   agent_cmd=(dotnet src/Agent/bin/Release/net10.0/fleet-agent.dll); agent_kind="Release build (JIT)"
 fi
 
@@ -128,6 +129,16 @@ start_pass tuned ', "intervalSeconds": 1' ', "metricsFlushSeconds": 0.1' \
 python3 bench/scenarios/alertlatency.py --dir "$textfile" --port "$recv" --systems fleet-tuned,am-tuned --alerts "$alerts" \
   --first 1 --gap 0.5,1.5 --timeout 60 --out "$work/results.tsv" --label tuned | tee "$work/tuned.txt" || status=1
 load_tuned=$(loadrange)
+# Prometheus evaluates its rule group at a fixed offset after each scrape (both offsets come from hashes, and the rule
+# file's path is random here, so it changes from run to run); its latency is about U(0, 1 s) + that offset + Alertmanager.
+python3 - "$prom" <<'PY' || true
+import json, re, sys, urllib.request
+def get(path): return json.load(urllib.request.urlopen(f"http://127.0.0.1:{sys.argv[1]}{path}"))["data"]
+def frac(stamp): # fractional second of an RFC 3339 time (the interval is 1 s, so only that matters)
+    m = re.search(r"\.(\d+)(?:Z|[+-]\d\d:\d\d)$", stamp); return float("0." + m.group(1)) if m else 0.0
+scrape = frac(get("/api/v1/targets")["activeTargets"][0]["lastScrape"]); evaluation = frac(get("/api/v1/rules")["groups"][0]["lastEvaluation"])
+print(f"prometheus (tuned): the rule group is evaluated {(evaluation - scrape) % 1:.3f} s after each scrape")
+PY
 stop_pass
 
 python3 - "$work/data/fleet.db" "$work/results.tsv" <<'PY' || true
