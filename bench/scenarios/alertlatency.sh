@@ -154,7 +154,7 @@ def ts(s):
     return datetime.datetime.fromisoformat(s).replace(tzinfo=datetime.timezone.utc).timestamp()
 rows = [l.split("\t") for l in open(sys.argv[2]) if l.startswith("tuned\tfleet-tuned\t")]
 received = sorted(ts(r[0]) for r in db.execute("select ReceivedAt from received_batches where AgentId = 'fleet-tuned'"))
-phases = {k: [] for k in ["collect", "flush+send", "commit+eval", "route", "deliver", "total"]}
+phases = {k: [] for k in ["collect", "flush+send", "commit+eval", "route", "deliver", "after-collect", "total"]}
 import bisect, json
 for _, _, n, t0, arrival, lat in rows:
     t0 = float(t0); arrival = float(arrival)
@@ -169,7 +169,7 @@ for _, _, n, t0, arrival, lat in rows:
     i = bisect.bisect_left(received, sample)
     rec = received[i] if i < len(received) else float("nan")
     for k, v in [("collect", sample - t0), ("flush+send", rec - sample), ("commit+eval", tr - rec), ("route", created - tr),
-                 ("deliver", arrival - created), ("total", arrival - t0)]:
+                 ("deliver", arrival - created), ("after-collect", arrival - sample), ("total", arrival - t0)]:
         phases[k].append(v)
 def pct(v, p):
     v = sorted(v); return v[max(1, math.ceil(p / 100 * len(v))) - 1] if v else float("nan")
