@@ -42,28 +42,42 @@ sealed class ReceiversApi(
     {
         var (name, receiver) = Find(request.Name);
         var actor = context.Actor();
-        var started = time.GetTimestamp();
-        var result = await delivery.TestSendAsync(name, actor.Name, context.CancellationToken)
-            ?? throw NotFound(name); // removed between Find and the send: only with a reloaded configuration
-        var elapsed = time.GetElapsedTime(started);
         var target = Target(receiver);
+        var started = time.GetTimestamp();
+        SendResult? result;
+        try
+        {
+            result = await delivery.TestSendAsync(name, actor.Name, context.CancellationToken);
+        }
+        catch (OperationCanceledException) when (context.CancellationToken.IsCancellationRequested)
+        {
+            // The caller hung up (or its deadline passed) mid-send: the message may have gone out, so it is audited anyway.
+            await AuditAsync(actor, name, receiver, target, delivered: false, ElapsedMs(started), "cancelled by the caller before the receiver answered");
+            throw;
+        }
+        if (result is null) throw NotFound(name); // removed between Find and the send: only with a reloaded configuration
         var error = result.Delivered ? "" : Redact(result.Error ?? "failed", receiver);
         var response = new TestReceiverResponse
         {
-            Name = name, Kind = receiver.Kind, Target = target, Delivered = result.Delivered, Error = error,
-            ElapsedMs = (long)elapsed.TotalMilliseconds,
+            Name = name, Kind = receiver.Kind, Target = target, Delivered = result.Delivered, Error = error, ElapsedMs = ElapsedMs(started),
             RetryAfter = result.RetryAfter is { } after && after > TimeSpan.Zero ? Duration.FromTimeSpan(after) : null,
         };
+        await AuditAsync(actor, name, receiver, target, result.Delivered, response.ElapsedMs, result.Delivered ? "ok" : error);
+        return response;
+    }
 
-        // The message went out (or not) whatever the caller does now: the audit row is written even if it hung up.
+    long ElapsedMs(long started) => (long)time.GetElapsedTime(started).TotalMilliseconds;
+
+    /// <summary>The message went out (or not) whatever the caller does now: the row is written even if it hung up.</summary>
+    async Task AuditAsync(Actor actor, string name, ReceiverOptions receiver, string target, bool delivered, long elapsedMs, string outcome)
+    {
         await using var db = dbFactory.CreateDbContext();
         audit.Add(db, actor, "receiver.tested", target: $"receiver:{name}", parameters: new Dictionary<string, string?>
         {
-            ["kind"] = receiver.Kind, ["target"] = target, ["delivered"] = result.Delivered ? "true" : "false",
-            ["elapsed_ms"] = response.ElapsedMs.ToString(CultureInfo.InvariantCulture),
-        }, outcome: result.Delivered ? "ok" : error);
+            ["kind"] = receiver.Kind, ["target"] = target, ["delivered"] = delivered ? "true" : "false",
+            ["elapsed_ms"] = elapsedMs.ToString(CultureInfo.InvariantCulture),
+        }, outcome: outcome);
         await db.SaveChangesAsync(CancellationToken.None);
-        return response;
     }
 
     (string Name, ReceiverOptions Receiver) Find(string name)
