@@ -100,8 +100,9 @@ sealed class ReceiversApi(
         if (names.Count == 0) return stats;
         await using var db = dbFactory.CreateDbContext();
         var rows = db.Set<NotificationRecord>().AsNoTracking().Where(n => names.Contains(n.Receiver));
-        var counts = await rows.GroupBy(n => new { n.Receiver, n.State }).Select(g => new { g.Key.Receiver, g.Key.State, Count = g.LongCount() })
-            .ToListAsync(cancellationToken);
+        // One pass over the receivers' rows for the counts and the last delivery (no index covers Receiver: a full scan).
+        var counts = await rows.GroupBy(n => new { n.Receiver, n.State })
+            .Select(g => new { g.Key.Receiver, g.Key.State, Count = g.LongCount(), LastSent = g.Max(n => n.SentAt) }).ToListAsync(cancellationToken);
         foreach (var c in counts)
         {
             var s = stats[c.Receiver];
@@ -109,24 +110,28 @@ sealed class ReceiversApi(
             {
                 case NotificationStates.Pending: s.Pending = c.Count; break;
                 case NotificationStates.Sending: s.Sending = c.Count; break;
-                case NotificationStates.Sent: s.Sent = c.Count; break;
+                case NotificationStates.Sent:
+                    s.Sent = c.Count;
+                    if (c.LastSent is { } at) s.LastSentAt = Timestamp.FromDateTime(DateTime.SpecifyKind(at, DateTimeKind.Utc));
+                    break;
                 case NotificationStates.Dead: s.Dead = c.Count; break;
                 case NotificationStates.Silenced: s.Silenced = c.Count; break;
             }
         }
-        var lastSent = await rows.Where(n => n.State == NotificationStates.Sent && n.SentAt != null).GroupBy(n => n.Receiver)
-            .Select(g => new { Receiver = g.Key, At = g.Max(n => n.SentAt) }).ToListAsync(cancellationToken);
-        foreach (var l in lastSent.Where(l => l.At is not null))
-            stats[l.Receiver].LastSentAt = Timestamp.FromDateTime(DateTime.SpecifyKind(l.At!.Value, DateTimeKind.Utc));
-        foreach (var name in names)
+        // The newest failure per receiver, through the (State, NextAttemptAt) index: failing rows are few, sent ones many.
+        // A sent row has its error cleared; a silenced row keeps the silence in LastError, which is not a failure.
+        var newestFailures = await rows
+            .Where(n => (n.State == NotificationStates.Pending || n.State == NotificationStates.Sending || n.State == NotificationStates.Dead) && n.LastError != null)
+            .GroupBy(n => n.Receiver).Select(g => g.Max(n => n.Id)).ToListAsync(cancellationToken);
+        if (newestFailures.Count > 0)
         {
-            // A sent row has its error cleared; a silenced row keeps the silence in LastError, which is not a failure.
-            var failed = await rows.Where(n => n.Receiver == name && n.LastError != null
-                                               && (n.State == NotificationStates.Pending || n.State == NotificationStates.Sending || n.State == NotificationStates.Dead))
-                .OrderByDescending(n => n.Id).Select(n => new { n.Id, n.LastError }).FirstOrDefaultAsync(cancellationToken);
-            if (failed is null) continue;
-            stats[name].LastError = Redact(failed.LastError!, settings.Receivers[name]);
-            stats[name].LastErrorNotificationId = failed.Id;
+            var failures = await db.Set<NotificationRecord>().AsNoTracking().Where(n => newestFailures.Contains(n.Id))
+                .Select(n => new { n.Id, n.Receiver, n.LastError }).ToListAsync(cancellationToken);
+            foreach (var f in failures)
+            {
+                stats[f.Receiver].LastError = Redact(f.LastError!, settings.Receivers[f.Receiver]);
+                stats[f.Receiver].LastErrorNotificationId = f.Id;
+            }
         }
         return stats;
     }
