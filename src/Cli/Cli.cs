@@ -8,6 +8,7 @@ using Fleet.Cli.Checklists;
 using Fleet.Cli.Metrics;
 using Fleet.Cli.Infrastructure;
 using Fleet.Cli.Logs;
+using Fleet.Cli.Receivers;
 using Fleet.Cli.Runs;
 using Fleet.Cli.Schedules;
 using Grpc.Net.Client;
@@ -59,6 +60,7 @@ internal static class Cli
         root.Add(AlertsCommands.Build(context));
         root.Add(RulesCommands.Build(context));
         root.Add(SilenceCommands.Build(context));
+        root.Add(ReceiversCommands.Build(context));
         root.Add(AuditCommands.Build(context));
         root.Add(ChecklistCommands.Build(context));
         root.Add(LogsCommand.Build(context));

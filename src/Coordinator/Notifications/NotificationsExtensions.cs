@@ -51,6 +51,10 @@ public static class NotificationsExtensions
         return builder;
     }
 
-    /// <summary>No endpoints yet: the receivers API with a test-send comes with a later slice.</summary>
-    public static IEndpointRouteBuilder MapNotifications(this IEndpointRouteBuilder app) => app;
+    /// <summary>The receivers API: list and show receivers (redacted), and a test-send.</summary>
+    public static IEndpointRouteBuilder MapNotifications(this IEndpointRouteBuilder app)
+    {
+        app.MapGrpcService<ReceiversApi>();
+        return app;
+    }
 }
