@@ -165,6 +165,9 @@ internal static class RulesCommands
         "run_failed" => $"task {(r.Task.Length > 0 ? r.Task : "*")} failed",
         "log_rate" => $"logs{(r.LogSeverity.Length > 0 ? " severity>=" + r.LogSeverity : "")}{(r.Query.Length > 0 ? " q=" + r.Query : "")} > {r.MoreThan} in {(r.Within.Length > 0 ? r.Within : "5m")}{(r.By.Length > 0 ? " by " + r.By : "")}",
         "outbox_dropped" => "agent event outbox.dropped",
+        "window_missed" => $"window {(r.Schedule.Length > 0 ? r.Schedule : "*")} missed within {(r.Within.Length > 0 ? r.Within : "24h")}",
+        "checklist_missed" => $"checklist {(r.Checklist.Length > 0 ? r.Checklist : "*")} item missed",
+        "tls_expiry" => $"tls {(r.Probe.Length > 0 ? r.Probe : "*")} expires < {(r.HasDays ? r.Days : 14)}d",
         _ => "always",
     };
 

@@ -571,14 +571,20 @@ public sealed partial class AlertEngine(
         return signals;
     }
 
-    /// <summary>checklist_missed: one alert per item missed in the last finished period of its kind; a sign-off or the period's end resolves it.</summary>
+    /// <summary>
+    /// checklist_missed: one alert per item missed in the last finished period of its kind; a sign-off (or, for an
+    /// automatic item, nothing: it stays missed) or the next period's end resolves it. Only periods that started after
+    /// the rule was saved count, so a fresh install or a new rule does not page for periods nobody was watching.
+    /// </summary>
     async Task<List<AlertSignal>> ChecklistMissedSignalsAsync(CompiledRule rule, CancellationToken cancellationToken)
     {
         var signals = new List<AlertSignal>();
+        var watchedFrom = rule.Definition.UpdatedAt?.ToDateTime() ?? DateTime.MinValue;
         foreach (var missed in await checklists.MissedAsync(cancellationToken))
         {
             var kind = missed.Period.Kind.ToString().ToLowerInvariant();
             if (rule.Scope != "*" && rule.Scope != kind) continue;
+            if (missed.Period.Start < watchedFrom) continue;
             var labels = BaseLabels(rule);
             labels["checklist"] = kind;
             labels["item"] = missed.Item.Id;
