@@ -33,9 +33,6 @@ public sealed partial class AlertEngine(
     /// <summary>The value a <c>tls</c> probe result reports: days until the certificate's notAfter, at the probe's time.</summary>
     public const string TlsDaysLeft = "tls.days_left";
 
-    /// <summary>checklist_missed rules read a period's runs and sign-offs: at most this often (periods are days long).</summary>
-    static readonly TimeSpan ChecklistInterval = TimeSpan.FromMinutes(1);
-
     public const string OutboxDroppedKind = "outbox.dropped";
     const int MaxQueued = 50_000;
     readonly Channel<(string AgentId, Batch Batch)> queue = Channel.CreateBounded<(string, Batch)>(
@@ -197,8 +194,6 @@ public sealed partial class AlertEngine(
         foreach (var rule in current.Where(r => !RuleKinds.OnIngest(r.Kind)))
         {
             if (rule.Kind == RuleKinds.Predict && lastFullEvaluation.TryGetValue(rule.Id, out var last) && now - last < options.Value.PredictInterval)
-                continue;
-            if (rule.Kind == RuleKinds.ChecklistMissed && lastFullEvaluation.TryGetValue(rule.Id, out var checkedAt) && now - checkedAt < ChecklistInterval)
                 continue;
             await EvaluateFullAsync(rule, now, cancellationToken);
         }

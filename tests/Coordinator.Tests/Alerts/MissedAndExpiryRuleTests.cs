@@ -66,15 +66,15 @@ public sealed class MissedAndExpiryRuleTests(PostgresDatabase postgres) : IClass
         Assert.Equal(new DateTimeOffset(today.AddHours(3)).ToUnixTimeSeconds(), alert.Value);
         Assert.Equal("Window nightly did not run: noticed late (misfire: skip)", annotations["summary"]);
 
-        // The next night's window succeeds: resolved.
-        h.Time.Advance(TimeSpan.FromDays(1));
+        // The next night's window succeeds: resolved. (Each occurrence is written before the clock passes it, as the
+        // scheduler would: the engine's own timer ticks when the fake clock jumps, and would see an unclaimed fire time.)
         await AddOccurrenceAsync(h, spec, today.AddDays(1).AddHours(3), OccurrenceState.Succeeded, "steps finished",
             new StepState { Index = 0, Task = "apt.upgrade", State = StepState.Succeeded, RunId = "r-none" });
+        h.Time.Advance(TimeSpan.FromDays(1));
         await h.Engine.TickAsync(default);
         Assert.Equal(AlertStates.Resolved, Assert.Single(await h.AlertsAsync("nightly-missed")).State);
 
         // The night after, the step fails on web-1 (web-2 succeeds): one alert for that host.
-        h.Time.Advance(TimeSpan.FromDays(1));
         var at = today.AddDays(2).AddHours(3);
         var runId = ScheduleIds.StepRun(spec.Id, at, 0);
         await using (var db = h.Db())
@@ -90,6 +90,7 @@ public sealed class MissedAndExpiryRuleTests(PostgresDatabase postgres) : IClass
         }
         await AddOccurrenceAsync(h, spec, at, OccurrenceState.Failed, "steps finished",
             new StepState { Index = 0, Task = "apt.upgrade", State = StepState.Failed, Reason = "run failed", RunId = runId });
+        h.Time.Advance(TimeSpan.FromDays(1));
         await h.Engine.TickAsync(default);
         var alerts = await h.AlertsAsync("nightly-missed");
         Assert.Equal(2, alerts.Count);
