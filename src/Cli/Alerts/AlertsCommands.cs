@@ -187,7 +187,7 @@ internal static class RulesCommands
 
     private static Command BuildCreate(CliContext context)
     {
-        var file = new Option<FileInfo>("--file", "-f") { Description = "The rule as YAML (see deploy/rules/ for examples)", Required = true };
+        var file = new Option<FileInfo>("--file", "-f") { Description = "The rule as YAML (see deploy/rules/ for examples; kinds: threshold, predict, probe, offline, run_failed, log_rate, outbox_dropped, watchdog, window_missed, checklist_missed, tls_expiry)", Required = true };
         var replace = new Option<bool>("--replace") { Description = "Update the rule of that name if it exists" };
         var dryRun = new Option<bool>("--dry-run") { Description = "Validate only" };
         var create = new Command("create", "Create (or with --replace update) a rule from a YAML file; it is validated first") { file, replace, dryRun };

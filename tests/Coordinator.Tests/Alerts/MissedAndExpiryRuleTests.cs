@@ -201,10 +201,12 @@ public sealed class MissedAndExpiryRuleTests(PostgresDatabase postgres) : IClass
         TimeUnixMs = new DateTimeOffset(at).ToUnixTimeMilliseconds(),
     };
 
-    [Fact]
-    public async Task TlsExpiry_FiresForACertificateExpiringWithinDays_AndResolvesWhenRenewed()
+    [Theory]
+    [InlineData(Store.Sqlite)]
+    [InlineData(Store.Postgres)]
+    public async Task TlsExpiry_FiresForACertificateExpiringWithinDays_AndResolvesWhenRenewed(Store store)
     {
-        await using var h = new AlertsHarness(Store.Postgres, postgres.ConnectionString);
+        await using var h = new AlertsHarness(store, postgres.ConnectionString);
         await h.RuleAsync("""
             name: tls-soon
             kind: tls_expiry
@@ -212,7 +214,7 @@ public sealed class MissedAndExpiryRuleTests(PostgresDatabase postgres) : IClass
             days: 14
             summary: "{{target}} on {{host}}: {{value}} days left"
             """);
-        var agent = await h.AgentAsync("agent-tls", "edge-7");
+        var agent = await h.AgentAsync("agent-tls-" + store.ToString().ToLowerInvariant(), "edge-7");
         await h.SendAsync(agent, new Batch { Metrics = new MetricBatch { Probes = { Tls("shop.example:443", 10.5, h.Now), Tls("api.example:443", 60, h.Now) } } });
         h.Time.Advance(TimeSpan.FromHours(12));
         await h.Engine.TickAsync(default);

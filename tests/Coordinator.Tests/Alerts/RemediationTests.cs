@@ -78,6 +78,27 @@ public sealed class RemediationTests(PostgresDatabase postgres) : IClassFixture<
     }
 
     [Fact]
+    public async Task Remediation_OnSqlite_RunsOnceOnTheAlertsHost()
+    {
+        await using var h = new AlertsHarness(Store.Sqlite, null);
+        await h.RuleAsync(Rule("nginx-sqlite", "service.restart"));
+        var stream = await h.AgentAsync("agent-sqlite", "db-3", ServiceRestart());
+        await h.SampleAsync(stream, "nginx.workers", 0);
+        await h.WaitAsync("nginx-sqlite", x => x.Count == 1 && x[0].State == AlertStates.Firing, "firing");
+        await h.Remediation.RemediateOnceAsync(default);
+        await h.Remediation.RemediateOnceAsync(default);
+
+        var firing = Assert.Single(await h.TransitionsAsync("nginx-sqlite"), t => t.Kind == AlertTransitionKinds.Firing);
+        await using var db = h.Db();
+        var token = AlertRemediation.ClientToken(firing.Id);
+        var run = await db.Runs.AsNoTracking().SingleAsync(r => r.ClientToken == token);
+        Assert.Equal("agent-sqlite", (await db.Invocations.AsNoTracking().SingleAsync(i => i.RunId == run.Id)).AgentId);
+        var audit = await db.Set<AuditRecord>().AsNoTracking().SingleAsync(r => r.Action == "alert.remediated");
+        Assert.Contains(run.Id, audit.ParametersJson);
+        Assert.Equal("agent-sqlite", audit.Host);
+    }
+
+    [Fact]
     public async Task Remediation_TheHostDoesNotOffer_IsRefusedAndAuditedOnce_WithNoRun()
     {
         var time = new FakeTimeProvider(new DateTimeOffset(DateTime.UtcNow.Date.AddHours(12), TimeSpan.Zero));
