@@ -3,9 +3,11 @@ using System.Globalization;
 using System.Threading.Channels;
 using Fleet.Coordinator.Agents;
 using Fleet.Coordinator.Agents.Presence;
+using Fleet.Coordinator.Checklists;
 using Fleet.Coordinator.Logs;
 using Fleet.Coordinator.Metrics;
 using Fleet.Coordinator.Runs;
+using Fleet.Coordinator.Schedules;
 using Fleet.Coordinator.Storage;
 using Fleet.Protocol.V1;
 using Microsoft.EntityFrameworkCore;
@@ -16,13 +18,21 @@ namespace Fleet.Coordinator.Alerts;
 /// <summary>
 /// Evaluates the rules. Threshold and probe rules run as batches commit (the ingest's post-commit hook queues them:
 /// no evaluation-interval wait); a timer promotes pending alerts whose <c>for</c> has passed and evaluates the rules
-/// that look at the whole fleet (offline, predicted exhaustion, failed runs, log rates, dropped outbox data, watchdog).
+/// that look at the whole fleet (offline, predicted exhaustion, failed runs, log rates, dropped outbox data, missed
+/// maintenance windows and checklist items, expiring TLS certificates, watchdog).
 /// Log and agent-event batches also trigger their rules right away.
 /// </summary>
 public sealed partial class AlertEngine(
     IDbContextFactory<FleetDbContext> dbFactory, AlertStore store, AlertRuleSet rules, DefaultRules defaults, IAgentPresence presence,
-    ILatestMetrics latestMetrics, IOptions<AlertsOptions> options, TimeProvider time, ILogger<AlertEngine> logger) : BackgroundService, IBatchCommittedHook
+    ILatestMetrics latestMetrics, ChecklistStatus checklists, IOptions<SchedulesOptions> scheduleOptions, IOptions<AlertsOptions> options,
+    TimeProvider time, ILogger<AlertEngine> logger) : BackgroundService, IBatchCommittedHook
 {
+    /// <summary>The probe kind whose results carry <see cref="TlsDaysLeft"/> (the agent's <c>tls</c> probe).</summary>
+    public const string TlsProbeKind = "tls";
+
+    /// <summary>The value a <c>tls</c> probe result reports: days until the certificate's notAfter, at the probe's time.</summary>
+    public const string TlsDaysLeft = "tls.days_left";
+
     public const string OutboxDroppedKind = "outbox.dropped";
     const int MaxQueued = 50_000;
     readonly Channel<(string AgentId, Batch Batch)> queue = Channel.CreateBounded<(string, Batch)>(
@@ -236,6 +246,9 @@ public sealed partial class AlertEngine(
             RuleKinds.RunFailed => await RunFailedSignalsAsync(rule, now, cancellationToken),
             RuleKinds.LogRate => await LogRateSignalsAsync(rule, now, c => complete = c, cancellationToken),
             RuleKinds.OutboxDropped => await OutboxSignalsAsync(rule, now, cancellationToken),
+            RuleKinds.WindowMissed => await WindowMissedSignalsAsync(rule, now, cancellationToken),
+            RuleKinds.ChecklistMissed => await ChecklistMissedSignalsAsync(rule, cancellationToken),
+            RuleKinds.TlsExpiry => await TlsExpirySignalsAsync(rule, now, cancellationToken),
             _ => [],
         };
         // An evaluation that saw only part of the data (a row cap) may not resolve what it did not see.
@@ -433,6 +446,207 @@ public sealed partial class AlertEngine(
                 new Dictionary<string, string> { ["last_event"] = r.Last.ToString("O", CultureInfo.InvariantCulture) }));
         return signals;
     }
+
+    static readonly OccurrenceState[] Decided = [OccurrenceState.Succeeded, OccurrenceState.Failed, OccurrenceState.Missed, OccurrenceState.Skipped];
+
+    /// <summary>
+    /// window_missed. For each enabled, unpaused schedule, the newest decided outcome counts: its newest closed occurrence
+    /// (by fire time; run-now ones too), or a fire time that passed <c>MisfireThreshold + Interval</c> ago with no
+    /// occurrence claimed at all (no replica runs the scheduler), whichever is newer. Open and waiting occurrences are not
+    /// decided yet. The outcome is "missed" unless the occurrence succeeded with every step succeeded: Missed (misfire
+    /// policy), Skipped (overlap, no step ran), Failed, or Succeeded with a step skipped (cutoff, task not offered).
+    /// A Failed occurrence raises one alert per host whose step invocation did not succeed (labels schedule, host);
+    /// anything else one alert for the schedule. An outcome decided within <c>within</c> fires; an older one only keeps
+    /// an open alert firing (Hold), so a new rule does not page for old history. The next succeeded occurrence resolves.
+    /// </summary>
+    async Task<List<AlertSignal>> WindowMissedSignalsAsync(CompiledRule rule, DateTime now, CancellationToken cancellationToken)
+    {
+        var scope = rule.Scope;
+        await using var db = dbFactory.CreateDbContext();
+        var schedules = await db.Set<ScheduleRecord>().AsNoTracking()
+            .Where(s => s.Enabled && !s.Paused && (scope == "*" || s.Id == scope)).ToListAsync(cancellationToken);
+        if (schedules.Count == 0) return [];
+        var ids = schedules.Select(s => s.Id).ToList();
+        var decided = Decided;
+        var newestTimes = db.Set<OccurrenceRecord>().Where(o => ids.Contains(o.ScheduleId) && decided.Contains(o.State))
+            .GroupBy(o => o.ScheduleId).Select(g => new { ScheduleId = g.Key, Last = g.Max(o => o.ScheduledUtc) });
+        var newest = (await (from o in db.Set<OccurrenceRecord>().AsNoTracking()
+                             join l in newestTimes on new { o.ScheduleId, o.ScheduledUtc } equals new { l.ScheduleId, ScheduledUtc = l.Last }
+                             where decided.Contains(o.State)
+                             select o).ToListAsync(cancellationToken))
+            .GroupBy(o => o.ScheduleId).ToDictionary(g => g.Key, g => g.First());
+
+        // The newest fire time that should have been claimed by now: is there a row for it?
+        var grace = scheduleOptions.Value.MisfireThreshold + scheduleOptions.Value.Interval;
+        var expected = new Dictionary<string, DateTime>();
+        foreach (var schedule in schedules)
+        {
+            var activeFrom = DateTime.SpecifyKind(schedule.ActiveFrom, DateTimeKind.Utc);
+            var from = activeFrom > now - rule.Within ? activeFrom : now - rule.Within;
+            if (from >= now - grace) continue;
+            try
+            {
+                var fire = ScheduleSpec.FromJson(schedule.SpecJson).Fires(from, now - grace).LastOrDefault();
+                if (fire != default) expected[schedule.Id] = fire;
+            }
+            catch (Exception ex) when (ex is System.Text.Json.JsonException or Cronos.CronFormatException or TimeZoneNotFoundException)
+            {
+                LogBadSchedule(schedule.Id, ex.Message); // validated on save: only a row written by an older version gets here
+            }
+        }
+        var expectedIds = expected.Select(e => ScheduleIds.Occurrence(e.Key, e.Value)).ToList();
+        var claimed = expectedIds.Count == 0 ? [] : (await db.Set<OccurrenceRecord>().AsNoTracking()
+            .Where(o => expectedIds.Contains(o.Id)).Select(o => o.Id).ToListAsync(cancellationToken)).ToHashSet(StringComparer.Ordinal);
+
+        var outcomes = new List<(ScheduleRecord Schedule, OccurrenceRecord? Occurrence, DateTime Scheduled, DateTime DecidedAt, string State, string Reason)>();
+        foreach (var schedule in schedules)
+        {
+            var last = newest.GetValueOrDefault(schedule.Id);
+            if (expected.TryGetValue(schedule.Id, out var fire) && !claimed.Contains(ScheduleIds.Occurrence(schedule.Id, fire))
+                && (last is null || last.ScheduledUtc < fire))
+            {
+                outcomes.Add((schedule, null, fire, fire, "unclaimed",
+                    $"no coordinator claimed the fire time {fire:yyyy-MM-dd HH:mm} UTC (is a scheduler running? Fleet:Schedules:RunScheduler)"));
+                continue;
+            }
+            if (last is null) continue;
+            var steps = System.Text.Json.JsonSerializer.Deserialize<List<StepState>>(last.StepsJson) ?? [];
+            if (last.State == OccurrenceState.Succeeded && steps.All(s => s.State == StepState.Succeeded)) continue;
+            var problems = steps.Where(s => s.State != StepState.Succeeded)
+                .Select(s => $"step {s.Index + 1} ({s.Task}) {s.State}{(s.Reason.Length > 0 ? ": " + s.Reason : "")}").Take(3).ToList();
+            var reason = last.State is OccurrenceState.Missed or OccurrenceState.Skipped || problems.Count == 0
+                ? last.Reason : $"{last.Reason}; {string.Join("; ", problems)}";
+            outcomes.Add((schedule, last, last.ScheduledUtc, last.ClosedAt ?? last.ScheduledUtc, last.State.ToString().ToLowerInvariant(), reason));
+        }
+
+        // Failed occurrences: the hosts whose step invocations did not succeed.
+        var runIds = outcomes.Where(o => o.Occurrence?.State == OccurrenceState.Failed)
+            .SelectMany(o => (System.Text.Json.JsonSerializer.Deserialize<List<StepState>>(o.Occurrence!.StepsJson) ?? [])
+                .Where(s => s.RunId is not null && s.State is StepState.Failed or StepState.Interrupted).Select(s => s.RunId!))
+            .Distinct().ToList();
+        var succeeded = InvocationState.Succeeded;
+        var failedHosts = runIds.Count == 0 ? [] : await db.Invocations.AsNoTracking()
+            .Where(i => runIds.Contains(i.RunId) && i.State != succeeded)
+            .Select(i => new { i.RunId, i.AgentId, i.Hostname, i.State, i.Error }).ToListAsync(cancellationToken);
+
+        var signals = new List<AlertSignal>();
+        foreach (var (schedule, occurrence, scheduled, decidedAt, state, reason) in outcomes)
+        {
+            var condition = now - decidedAt <= rule.Within ? Condition.Active : Condition.Hold;
+            var value = new DateTimeOffset(DateTime.SpecifyKind(scheduled, DateTimeKind.Utc)).ToUnixTimeSeconds();
+            Dictionary<string, string> Annotations(string why) => new()
+            {
+                ["schedule_name"] = schedule.Name,
+                ["occurrence"] = occurrence?.Id ?? "",
+                ["scheduled"] = scheduled.ToString("O", CultureInfo.InvariantCulture),
+                ["state"] = state,
+                ["reason"] = why.Length > 500 ? why[..500] : why,
+            };
+            var labels = BaseLabels(rule);
+            labels["schedule"] = schedule.Id;
+            var runs = occurrence is null ? [] : (System.Text.Json.JsonSerializer.Deserialize<List<StepState>>(occurrence.StepsJson) ?? [])
+                .Where(s => s.RunId is not null).ToDictionary(s => s.RunId!, s => s);
+            var hosts = occurrence?.State == OccurrenceState.Failed
+                ? failedHosts.Where(i => runs.ContainsKey(i.RunId)).GroupBy(i => i.AgentId).ToList() : [];
+            if (hosts.Count == 0)
+            {
+                signals.Add(new AlertSignal(labels, condition, value, Annotations(reason)));
+                continue;
+            }
+            foreach (var host in hosts)
+            {
+                var first = host.OrderBy(i => runs[i.RunId].Index).First();
+                hostnames[first.AgentId] = first.Hostname;
+                var perHost = new Dictionary<string, string>(labels) { ["agent_id"] = first.AgentId, ["host"] = first.Hostname };
+                var step = runs[first.RunId];
+                signals.Add(new AlertSignal(perHost, condition, value, Annotations(
+                    $"step {step.Index + 1} ({step.Task}) {first.State.ToString().ToLowerInvariant()} on {first.Hostname}{(first.Error.Length > 0 ? ": " + first.Error : "")}")));
+            }
+        }
+        return signals;
+    }
+
+    /// <summary>
+    /// checklist_missed: one alert per item missed in the last finished period of its kind; a sign-off (or, for an
+    /// automatic item, nothing: it stays missed) or the next period's end resolves it. Only periods that started after
+    /// the rule was saved count, so a fresh install or a new rule does not page for periods nobody was watching.
+    /// </summary>
+    async Task<List<AlertSignal>> ChecklistMissedSignalsAsync(CompiledRule rule, CancellationToken cancellationToken)
+    {
+        var signals = new List<AlertSignal>();
+        var watchedFrom = rule.Definition.UpdatedAt?.ToDateTime() ?? DateTime.MinValue;
+        foreach (var missed in await checklists.MissedAsync(cancellationToken))
+        {
+            var kind = missed.Period.Kind.ToString().ToLowerInvariant();
+            if (rule.Scope != "*" && rule.Scope != kind) continue;
+            if (missed.Period.Start < watchedFrom) continue;
+            var labels = BaseLabels(rule);
+            labels["checklist"] = kind;
+            labels["item"] = missed.Item.Id;
+            labels["period"] = missed.Period.Text;
+            signals.Add(new AlertSignal(labels, Condition.Active, 1, new Dictionary<string, string>
+            {
+                ["title"] = missed.Item.Title,
+                ["period_start"] = missed.Period.Start.ToString("O", CultureInfo.InvariantCulture),
+                ["period_end"] = missed.Period.End.ToString("O", CultureInfo.InvariantCulture),
+                ["reason"] = missed.Item.Automatic
+                    ? $"no successful run of {string.Join(" or ", missed.Item.Tasks)} finished in {missed.Period.Text}"
+                    : $"not signed off for {missed.Period.Text}",
+            }));
+        }
+        return signals;
+    }
+
+    /// <summary>
+    /// tls_expiry: the newest <c>tls</c> probe result per host and probe within <c>within</c> (1d); days left now are its
+    /// <c>tls.days_left</c> less the time since. One alert per (host, target), the soonest certificate. A result without
+    /// the value (the handshake failed before a certificate) keeps the alert's state; the probe rule reports that failure.
+    /// </summary>
+    async Task<List<AlertSignal>> TlsExpirySignalsAsync(CompiledRule rule, DateTime now, CancellationToken cancellationToken)
+    {
+        var since = now - rule.Within;
+        var probe = rule.Metric;
+        await using var db = dbFactory.CreateDbContext();
+        var results = db.Set<ProbeResultRecord>().Where(p => p.Kind == TlsProbeKind && p.Time >= since && (probe == "*" || p.Name == probe));
+        var latest = results.GroupBy(p => new { p.AgentId, p.Name }).Select(g => new { g.Key.AgentId, g.Key.Name, Time = g.Max(p => p.Time) });
+        var rows = await (from p in results.AsNoTracking()
+                          join l in latest on new { p.AgentId, p.Name, p.Time } equals new { l.AgentId, l.Name, l.Time }
+                          select new { p.AgentId, p.Name, p.Target, p.ValuesJson, p.Time }).ToListAsync(cancellationToken);
+        var signals = new List<AlertSignal>();
+        foreach (var group in rows.GroupBy(r => (r.AgentId, r.Target)))
+        {
+            var labels = await LabelsAsync(rule, group.Key.AgentId, [new("target", group.Key.Target)], cancellationToken);
+            var known = group.Select(r => (Row: r, Days: DaysLeft(r.ValuesJson) is { } d ? d - (now - r.Time).TotalDays : (double?)null))
+                .Where(x => x.Days is not null).ToList();
+            if (known.Count == 0)
+            {
+                signals.Add(new AlertSignal(labels, Condition.Hold, 0));
+                continue;
+            }
+            var (row, days) = known.MinBy(x => x.Days!.Value);
+            var notAfter = row.Time.AddDays(DaysLeft(row.ValuesJson)!.Value);
+            signals.Add(new AlertSignal(labels, days < rule.Days ? Condition.Active : Condition.Inactive, Math.Round(days!.Value, 1),
+                new Dictionary<string, string>
+                {
+                    ["probe"] = row.Name,
+                    ["not_after"] = notAfter.ToString("O", CultureInfo.InvariantCulture),
+                    ["days_left"] = days.Value.ToString("0.#", CultureInfo.InvariantCulture),
+                }));
+        }
+        return signals;
+    }
+
+    static double? DaysLeft(string valuesJson)
+    {
+        try
+        {
+            return System.Text.Json.JsonSerializer.Deserialize<Dictionary<string, double>>(valuesJson)?.TryGetValue(TlsDaysLeft, out var v) == true && double.IsFinite(v) ? v : null;
+        }
+        catch (System.Text.Json.JsonException) { return null; }
+    }
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Schedule {ScheduleId} cannot be read for window_missed rules: {Problem}")]
+    partial void LogBadSchedule(string scheduleId, string problem);
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Alert evaluation queue full; a batch from agent {AgentId} is evaluated on its next sample")]
     partial void LogQueueFull(string agentId);

@@ -100,6 +100,12 @@ public static class AlertStates
 public static class AlertTransitionKinds
 {
     public const string Pending = "pending", Firing = "firing", Resolved = "resolved", Acknowledged = "acknowledged";
+
+    /// <summary>
+    /// The outcome of a firing's remediation (a run created, or refused), written once per (rule, fingerprint, episode) by
+    /// <see cref="AlertRemediation"/>: the unique index makes it the claim that replicas cannot both win. Not notified.
+    /// </summary>
+    public const string Remediation = "remediation";
 }
 
 sealed class AlertRuleRecordConfiguration : IEntityTypeConfiguration<AlertRuleRecord>

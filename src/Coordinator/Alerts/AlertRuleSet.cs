@@ -30,6 +30,12 @@ public sealed class AlertsOptions : IValidatableObject
     /// <summary>A log_rate rule grouped by a log field reads at most this many matching entries per evaluation.</summary>
     public int MaxLogRowsPerEvaluation { get; set; } = 200_000;
 
+    /// <summary>Remediation also looks for due firings this often (besides being woken by this replica's transitions).</summary>
+    public TimeSpan RemediationPoll { get; set; } = TimeSpan.FromSeconds(30);
+
+    /// <summary>A firing older than this gets no remediation (after a long outage the alert's cause may be gone).</summary>
+    public TimeSpan RemediationLookback { get; set; } = TimeSpan.FromHours(1);
+
     public IEnumerable<ValidationResult> Validate(ValidationContext validationContext)
     {
         if (EvaluationInterval < TimeSpan.FromSeconds(1) || EvaluationInterval > TimeSpan.FromMinutes(10))
@@ -40,6 +46,10 @@ public sealed class AlertsOptions : IValidatableObject
             yield return new($"{Section}:StaleAfter: '{StaleAfter}' must be at least 1 minute.", [nameof(StaleAfter)]);
         if (DefaultRulesDirectory is { Length: > 0 } dir && !Directory.Exists(dir))
             yield return new($"{Section}:DefaultRulesDirectory: '{dir}' does not exist.", [nameof(DefaultRulesDirectory)]);
+        if (RemediationPoll < TimeSpan.FromSeconds(1) || RemediationPoll > TimeSpan.FromMinutes(10))
+            yield return new($"{Section}:RemediationPoll: '{RemediationPoll}' must be between 1 second and 10 minutes.", [nameof(RemediationPoll)]);
+        if (RemediationLookback < TimeSpan.FromMinutes(1) || RemediationLookback > TimeSpan.FromDays(1))
+            yield return new($"{Section}:RemediationLookback: '{RemediationLookback}' must be between 1 minute and 1 day.", [nameof(RemediationLookback)]);
         if (MaxLogRowsPerEvaluation < 1000)
             yield return new($"{Section}:MaxLogRowsPerEvaluation: '{MaxLogRowsPerEvaluation}' must be at least 1000.", [nameof(MaxLogRowsPerEvaluation)]);
     }

@@ -27,12 +27,16 @@ public static partial class RuleNames
 public static class RuleKinds
 {
     public const string Threshold = "threshold", Predict = "predict", Probe = "probe", Offline = "offline", RunFailed = "run_failed",
-        LogRate = "log_rate", OutboxDropped = "outbox_dropped", Watchdog = "watchdog";
+        LogRate = "log_rate", OutboxDropped = "outbox_dropped", Watchdog = "watchdog", WindowMissed = "window_missed",
+        ChecklistMissed = "checklist_missed", TlsExpiry = "tls_expiry";
 
-    public static readonly string[] All = [Threshold, Predict, Probe, Offline, RunFailed, LogRate, OutboxDropped, Watchdog];
+    public static readonly string[] All = [Threshold, Predict, Probe, Offline, RunFailed, LogRate, OutboxDropped, Watchdog, WindowMissed, ChecklistMissed, TlsExpiry];
 
     /// <summary>Evaluated as batches arrive (besides the timer).</summary>
     public static bool OnIngest(string kind) => kind is Threshold or Probe;
+
+    /// <summary>Kinds whose alerts are about one connected host (they carry its <c>agent_id</c>): the ones a remediation can run on.</summary>
+    public static readonly string[] Remediable = [Threshold, Predict, Probe, RunFailed, LogRate, OutboxDropped, TlsExpiry];
 }
 
 public static class Severities
@@ -64,6 +68,12 @@ public sealed class CompiledRule
     public TimeSpan Within { get; init; }
     public short MinLogSeverity { get; init; }
     public string ByField { get; init; } = "";
+
+    /// <summary>window_missed: the schedule id or "*"; checklist_missed: the period kind (daily, weekly, ...) or "*".</summary>
+    public string Scope { get; init; } = "*";
+
+    /// <summary>tls_expiry: fires when a certificate has fewer than this many days left.</summary>
+    public int Days { get; init; }
 
     public bool MatchesSeries(string name, IReadOnlyList<KeyValuePair<string, string>> labels)
     {
@@ -124,18 +134,37 @@ public static partial class RuleCompiler
         catch (YamlException ex) { throw new RuleInvalidException($"{source}: not valid YAML at line {ex.Start.Line}: {ex.Message}"); }
         if (stream.Documents.Count != 1 || stream.Documents[0].RootNode is not YamlMappingNode root)
             throw new RuleInvalidException($"{source}: expected one YAML mapping (name: ..., kind: ..., severity: ...)");
+        var json = ToJson(root, Rule.Descriptor, source, "");
+        try { return FromJson(json.ToJsonString()); }
+        catch (InvalidProtocolBufferException ex) { throw new RuleInvalidException($"{source}: {ex.Message}"); }
+    }
+
+    /// <summary>A YAML mapping as the protobuf JSON of <paramref name="message"/> (nested messages such as <c>remediate</c> too).</summary>
+    static JsonObject ToJson(YamlMappingNode mapping, MessageDescriptor message, string source, string prefix)
+    {
         var json = new JsonObject();
-        foreach (var (keyNode, valueNode) in root.Children)
+        foreach (var (keyNode, valueNode) in mapping.Children)
         {
-            var key = (keyNode as YamlScalarNode)?.Value ?? "";
-            var field = Rule.Descriptor.Fields.InDeclarationOrder().FirstOrDefault(f => f.Name == key || f.JsonName == key)
-                ?? throw new RuleInvalidException($"{source}: unknown field '{key}' (known: {string.Join(", ", Rule.Descriptor.Fields.InDeclarationOrder().Select(f => f.Name))})");
+            var name = (keyNode as YamlScalarNode)?.Value ?? "";
+            var key = prefix + name;
+            var field = message.Fields.InDeclarationOrder().FirstOrDefault(f => f.Name == name || f.JsonName == name)
+                ?? throw new RuleInvalidException($"{(prefix.Length == 0 ? source + ": " : "")}unknown field '{key}' (known: {string.Join(", ", message.Fields.InDeclarationOrder().Select(f => prefix + f.Name))})");
             if (field.IsMap)
             {
                 if (valueNode is not YamlMappingNode map) throw new RuleInvalidException($"{key}: expected a mapping of name: value");
                 var obj = new JsonObject();
-                foreach (var (k, v) in map.Children) obj[((YamlScalarNode)k).Value ?? ""] = (v as YamlScalarNode)?.Value ?? "";
+                foreach (var (k, v) in map.Children)
+                {
+                    var entry = ((YamlScalarNode)k).Value ?? "";
+                    obj[entry] = v is YamlScalarNode scalarValue ? scalarValue.Value ?? "" : throw new RuleInvalidException($"{key}.{entry}: expected a single value");
+                }
                 json[field.JsonName] = obj;
+                continue;
+            }
+            if (field.FieldType == FieldType.Message && !field.IsRepeated && field.MessageType.File == message.File)
+            {
+                if (valueNode is not YamlMappingNode nested) throw new RuleInvalidException($"{key}: expected a mapping (e.g. {key}: {{ task: service.restart }})");
+                json[field.JsonName] = ToJson(nested, field.MessageType, source, key + ".");
                 continue;
             }
             if (valueNode is not YamlScalarNode scalar) throw new RuleInvalidException($"{key}: expected a single value");
@@ -145,12 +174,12 @@ public static partial class RuleCompiler
             {
                 FieldType.Bool => bool.TryParse(text, out var b) ? b : throw new RuleInvalidException($"{key}: '{text}' is not true or false"),
                 FieldType.Double => double.TryParse(text, NumberStyles.Float, CultureInfo.InvariantCulture, out var d) ? d : throw new RuleInvalidException($"{key}: '{text}' is not a number"),
-                FieldType.Int32 or FieldType.Int64 => long.TryParse(text, NumberStyles.Integer, CultureInfo.InvariantCulture, out var n) ? n : throw new RuleInvalidException($"{key}: '{text}' is not a whole number"),
+                FieldType.Int32 => int.TryParse(text, NumberStyles.Integer, CultureInfo.InvariantCulture, out var i) ? i : throw new RuleInvalidException($"{key}: '{text}' is not a whole number"),
+                FieldType.Int64 => long.TryParse(text, NumberStyles.Integer, CultureInfo.InvariantCulture, out var n) ? n : throw new RuleInvalidException($"{key}: '{text}' is not a whole number"),
                 _ => text,
             };
         }
-        try { return FromJson(json.ToJsonString()); }
-        catch (InvalidProtocolBufferException ex) { throw new RuleInvalidException($"{source}: {ex.Message}"); }
+        return json;
     }
 
     /// <summary>Checks every field the rule's kind uses and returns it ready to evaluate.</summary>
@@ -171,6 +200,7 @@ public static partial class RuleCompiler
             if (v.Length > 256) throw new RuleInvalidException($"labels.{k}: {v.Length} characters; at most 256");
         }
         var forDuration = Duration(rule.For, "for", TimeSpan.Zero, allowEmpty: true);
+        if (rule.Remediate is not null) CheckRemediation(rule);
         return rule.Kind switch
         {
             RuleKinds.Threshold => Threshold(rule, id, forDuration),
@@ -195,8 +225,68 @@ public static partial class RuleCompiler
                 Id = id, Definition = rule, For = forDuration,
                 Within = Duration(rule.Within, "within", TimeSpan.FromMinutes(15), allowEmpty: true, min: TimeSpan.FromMinutes(1)),
             },
+            RuleKinds.WindowMissed => new CompiledRule
+            {
+                Id = id, Definition = rule, For = forDuration, Scope = Scope(rule.Schedule, "schedule", ScheduleIdPattern(), "a schedule id (lower-case letters, digits, '-') or '*'"),
+                Within = Duration(rule.Within, "within", TimeSpan.FromDays(1), allowEmpty: true, min: TimeSpan.FromMinutes(10)),
+            },
+            RuleKinds.ChecklistMissed => new CompiledRule
+            {
+                Id = id, Definition = rule, For = forDuration,
+                Scope = rule.Checklist.Trim() is "" or "*" ? "*"
+                    : Checklists.CalendarPeriod.TryParseKind(rule.Checklist.Trim(), out var kind) ? kind.ToString().ToLowerInvariant()
+                    : throw new RuleInvalidException($"checklist: '{rule.Checklist}' is not one of daily, weekly, monthly, quarterly or '*'"),
+            },
+            RuleKinds.TlsExpiry => new CompiledRule
+            {
+                Id = id, Definition = rule, For = forDuration, Metric = rule.Probe.Trim().Length == 0 ? "*" : rule.Probe.Trim(),
+                Within = Duration(rule.Within, "within", TimeSpan.FromDays(1), allowEmpty: true, min: TimeSpan.FromMinutes(10)),
+                Days = !rule.HasDays ? 14 : rule.Days is >= 1 and <= 3650 ? rule.Days
+                    : throw new RuleInvalidException($"days: '{rule.Days}' must be a whole number of days between 1 and 3650"),
+            },
             _ => new CompiledRule { Id = id, Definition = rule },
         };
+    }
+
+    [GeneratedRegex("^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")]
+    private static partial Regex TaskName();
+
+    [GeneratedRegex("^[A-Za-z_][A-Za-z0-9_.-]{0,63}$")]
+    private static partial Regex ParameterName();
+
+    [GeneratedRegex(@"\A[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?\z")]
+    private static partial Regex ScheduleIdPattern();
+
+    /// <summary>The most characters a remediation parameter value may have.</summary>
+    public const int MaxParameterValue = 1024;
+
+    static string Scope(string text, string field, Regex pattern, string what)
+    {
+        var value = text.Trim();
+        if (value is "" or "*") return "*";
+        return pattern.IsMatch(value) ? value : throw new RuleInvalidException($"{field}: '{text}' is not {what}");
+    }
+
+    /// <summary>The remediation's shape (the task's existence, its parameter schema and the agent's policy are checked when it runs).</summary>
+    static void CheckRemediation(Rule rule)
+    {
+        var remediation = rule.Remediate;
+        if (Array.IndexOf(RuleKinds.Remediable, rule.Kind) < 0)
+            throw new RuleInvalidException($"remediate: kind '{rule.Kind}' raises alerts that are not about one connected host; remediation is for {string.Join(", ", RuleKinds.Remediable)}");
+        if (remediation.Task.Trim().Length == 0)
+            throw new RuleInvalidException("remediate.task: a task name is required (e.g. service.restart)");
+        if (!TaskName().IsMatch(remediation.Task))
+            throw new RuleInvalidException($"remediate.task: '{remediation.Task}' is not a task name (letters, digits, '.', '_', '-', at most 128 characters, e.g. service.restart)");
+        if (remediation.Parameters.Count > 50) throw new RuleInvalidException($"remediate.parameters: {remediation.Parameters.Count} parameters; at most 50");
+        foreach (var (name, value) in remediation.Parameters)
+        {
+            if (!ParameterName().IsMatch(name))
+                throw new RuleInvalidException($"remediate.parameters: '{name}' is not a parameter name (a letter or '_', then letters, digits, '_', '.', '-')");
+            if (value.Length > MaxParameterValue)
+                throw new RuleInvalidException($"remediate.parameters.{name}: {value.Length} characters; at most {MaxParameterValue}");
+            if (value.Any(char.IsControl))
+                throw new RuleInvalidException($"remediate.parameters.{name}: contains a control character");
+        }
     }
 
     static CompiledRule Also(this CompiledRule rule, Action check)

@@ -33,10 +33,12 @@ public static class AlertLabels
 /// <summary>
 /// The in-process signal that alert transitions were committed: the notification fan-out waits on it instead of
 /// polling <c>alert_transitions</c> (it still reads the table, which is the outbox: a missed wake-up only delays).
+/// Other readers of the table (remediation) take their own <see cref="Listen"/>er, so nobody steals another's wake-up.
 /// </summary>
 public sealed class AlertTransitions
 {
-    readonly Channel<bool> wake = Channel.CreateBounded<bool>(new BoundedChannelOptions(1) { FullMode = BoundedChannelFullMode.DropWrite });
+    readonly Channel<bool> wake = NewChannel();
+    readonly List<Channel<bool>> listeners = [];
     long committed;
 
     /// <summary>Transition rows this process has committed since it started.</summary>
@@ -46,10 +48,22 @@ public sealed class AlertTransitions
     {
         Interlocked.Add(ref committed, count);
         wake.Writer.TryWrite(true);
+        lock (listeners)
+            foreach (var listener in listeners) listener.Writer.TryWrite(true);
     }
 
-    /// <summary>Completes when transitions were committed since the previous wait returned (one waiter).</summary>
+    /// <summary>Completes when transitions were committed since the previous wait returned (one waiter: the notification router).</summary>
     public async Task WaitAsync(CancellationToken cancellationToken) => await wake.Reader.ReadAsync(cancellationToken);
+
+    /// <summary>A wake-up of its own for another reader of the table: the returned wait completes once per burst of commits.</summary>
+    public Func<CancellationToken, Task> Listen()
+    {
+        var channel = NewChannel();
+        lock (listeners) listeners.Add(channel);
+        return async cancellationToken => await channel.Reader.ReadAsync(cancellationToken);
+    }
+
+    static Channel<bool> NewChannel() => Channel.CreateBounded<bool>(new BoundedChannelOptions(1) { FullMode = BoundedChannelFullMode.DropWrite });
 }
 
 /// <summary>
@@ -208,11 +222,13 @@ public sealed partial class AlertStore(IDbContextFactory<FleetDbContext> dbFacto
             RuleKinds.Probe => (rule.Definition.Failures > 0 ? rule.Definition.Failures : 3).ToString(CultureInfo.InvariantCulture),
             RuleKinds.LogRate => rule.Definition.MoreThan.ToString(CultureInfo.InvariantCulture),
             RuleKinds.Offline => Protocol.Durations.Format(rule.For),
+            RuleKinds.TlsExpiry => rule.Days.ToString(CultureInfo.InvariantCulture),
             _ => "",
         };
+        var fallback = rule.Name + (signal.Labels.ContainsKey("host") ? " on {{host}}" : signal.Labels.ContainsKey("schedule") ? " for {{schedule}}" : signal.Labels.ContainsKey("item") ? " for {{item}} ({{period}})" : "");
         var result = new Dictionary<string, string>
         {
-            ["summary"] = Render(rule.Definition.Summary.Length > 0 ? rule.Definition.Summary : rule.Name + " on {{host}}", signal.Labels, value, threshold),
+            ["summary"] = Render(rule.Definition.Summary.Length > 0 ? rule.Definition.Summary : fallback, signal.Labels, value, threshold, signal.Annotations),
             ["runbook"] = rule.Definition.Runbook,
             ["value"] = value,
             ["threshold"] = threshold,
@@ -222,10 +238,13 @@ public sealed partial class AlertStore(IDbContextFactory<FleetDbContext> dbFacto
         return result;
     }
 
-    static string Render(string template, IReadOnlyDictionary<string, string> labels, string value, string threshold)
+    /// <summary>Fills in {{label}}, {{value}}, {{threshold}} and the kind's own annotations ({{reason}}, {{not_after}}, ...).</summary>
+    static string Render(string template, IReadOnlyDictionary<string, string> labels, string value, string threshold, IReadOnlyDictionary<string, string>? annotations)
     {
         var sb = new StringBuilder(template);
         foreach (var (k, v) in labels) sb.Replace("{{" + k + "}}", v);
+        if (annotations is not null)
+            foreach (var (k, v) in annotations) sb.Replace("{{" + k + "}}", v);
         sb.Replace("{{value}}", value).Replace("{{threshold}}", threshold);
         return sb.ToString();
     }

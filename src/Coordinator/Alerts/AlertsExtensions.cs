@@ -17,6 +17,8 @@ public static class AlertsExtensions
         services.AddSingleton<AlertEngine>();
         services.AddSingleton<IBatchCommittedHook>(sp => sp.GetRequiredService<AlertEngine>());
         services.AddHostedService(sp => sp.GetRequiredService<AlertEngine>());
+        services.AddSingleton<AlertRemediation>();
+        services.AddHostedService(sp => sp.GetRequiredService<AlertRemediation>());
         return builder;
     }
 

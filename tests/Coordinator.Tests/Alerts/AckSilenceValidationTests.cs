@@ -155,7 +155,7 @@ public sealed class AckSilenceValidationTests(PostgresDatabase postgres) : IClas
             string[] names;
             await using (var first = new AlertsHarness(Store.Postgres, db.ConnectionString, defaultRules: true))
             {
-                var rules = await Eventually.UntilAsync(async () => (await first.Rules().ListRulesAsync(new ListRulesRequest())).Rules, r => r.Count >= 11, "the default rules");
+                var rules = await Eventually.UntilAsync(async () => (await first.Rules().ListRulesAsync(new ListRulesRequest())).Rules, r => r.Count >= 14, "the default rules");
                 names = rules.Select(r => r.Name).ToArray();
                 Assert.Contains("disk-usage", names);
                 Assert.Contains("watchdog", names);

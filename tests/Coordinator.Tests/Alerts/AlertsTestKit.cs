@@ -17,19 +17,23 @@ sealed class AlertsHarness : IAsyncDisposable
     readonly List<RawAgentStream> streams = [];
     ulong counter;
 
-    public AlertsHarness(Store store, string? postgres, bool defaultRules = false, FakeTimeProvider? time = null)
+    public AlertsHarness(Store store, string? postgres, bool defaultRules = false, FakeTimeProvider? time = null, IReadOnlyDictionary<string, string>? settings = null)
     {
         Time = time ?? new FakeTimeProvider(new DateTimeOffset(DateTime.UtcNow.Date.AddHours(12), TimeSpan.Zero));
-        Coordinator = new CoordinatorFactory(store, store == Store.Postgres ? postgres : null)
+        var coordinator = new CoordinatorFactory(store, store == Store.Postgres ? postgres : null)
             .With("Fleet:Alerts:DefaultRules", defaultRules ? "true" : "false")
             .With("Fleet:Alerts:EvaluationInterval", "00:10:00")
             .With("Fleet:Agents:HeartbeatTimeout", "1.00:00:00") // the fake clock jumps minutes; the test streams send no heartbeats
+            .With("Fleet:Schedules:RunScheduler", "false") // tests that need occurrences write them (the fake clock would fire real ones)
             .WithTime(Time);
+        foreach (var (key, value) in settings ?? new Dictionary<string, string>()) coordinator = coordinator.With(key, value);
+        Coordinator = coordinator;
         _ = Coordinator.Server; // start it
     }
 
     public DateTime Now => Time.GetUtcNow().UtcDateTime;
     public AlertEngine Engine => Coordinator.Services.GetRequiredService<AlertEngine>();
+    public AlertRemediation Remediation => Coordinator.Services.GetRequiredService<AlertRemediation>();
     public Protocol.V1.Alerts.AlertsClient Alerts(string user = "alice") => new(Coordinator.Channel(user));
     public Protocol.V1.Rules.RulesClient Rules(string user = "alice") => new(Coordinator.Channel(user));
     public Protocol.V1.Silences.SilencesClient Silences(string user = "alice") => new(Coordinator.Channel(user));
@@ -37,10 +41,12 @@ sealed class AlertsHarness : IAsyncDisposable
 
     public async Task<Rule> RuleAsync(string yaml) => await Rules().CreateRuleAsync(new CreateRuleRequest { Yaml = yaml });
 
-    public async Task<RawAgentStream> AgentAsync(string id, string hostname)
+    public async Task<RawAgentStream> AgentAsync(string id, string hostname, params TaskDescriptor[] tasks)
     {
         var stream = RawAgentStream.Open(Coordinator.Channel());
-        await stream.HelloAsync(RawAgentStream.Hello(id, hostname));
+        var hello = RawAgentStream.Hello(id, hostname);
+        hello.Tasks.Add(tasks);
+        await stream.HelloAsync(hello);
         streams.Add(stream);
         return stream;
     }

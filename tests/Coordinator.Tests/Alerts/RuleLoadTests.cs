@@ -16,14 +16,16 @@ public sealed class RuleLoadTests
     {
         var rules = Defaults(null).Parse();
         Assert.Equal(
-            ["agent-offline", "disk-full-predicted", "disk-usage", "error-log-rate", "health-endpoint-failing", "load-high", "memory-high",
-             "outbox-dropped", "run-failed", "ssh-failed-logins", "watchdog"],
+            ["agent-offline", "checklist-missed", "disk-full-predicted", "disk-usage", "error-log-rate", "health-endpoint-failing", "load-high",
+             "memory-high", "outbox-dropped", "run-failed", "ssh-failed-logins", "tls-expiring", "watchdog", "window-missed"],
             rules.Select(r => r.Name).Order(StringComparer.Ordinal));
         var disk = RuleCompiler.Compile(rules.Single(r => r.Name == "disk-usage"));
         Assert.Equal((">", 0.80, 0.75, TimeSpan.FromMinutes(5)), (disk.Operator, disk.Threshold, disk.Clear, disk.For));
         Assert.Equal(Condition.Hold, disk.Evaluate(0.78));
         Assert.Equal(Condition.Inactive, disk.Evaluate(0.75));
         Assert.Equal(Condition.Active, disk.Evaluate(0.81));
+        Assert.Equal(14, RuleCompiler.Compile(rules.Single(r => r.Name == "tls-expiring")).Days);
+        Assert.Equal(TimeSpan.FromDays(1), RuleCompiler.Compile(rules.Single(r => r.Name == "window-missed")).Within);
     }
 
     [Fact]

@@ -1,0 +1,196 @@
+using System.Globalization;
+using Fleet.Coordinator.Audit;
+using Fleet.Coordinator.Runs;
+using Fleet.Coordinator.Security;
+using Fleet.Coordinator.Storage;
+using Fleet.Protocol.V1;
+using Grpc.Core;
+using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.Options;
+
+namespace Fleet.Coordinator.Alerts;
+
+/// <summary>
+/// Runs a rule's <c>remediate</c> task on the host of each alert that fires. It reads committed <c>firing</c>
+/// transitions of rules with a remediation (woken by <see cref="AlertTransitions"/>, and every
+/// <see cref="AlertsOptions.RemediationPoll"/> for other replicas' and a crashed pass's work), newer than
+/// <see cref="AlertsOptions.RemediationLookback"/>, that have no <c>remediation</c> transition yet. The run is created
+/// through <see cref="RunCreator"/> (the same validation as any run: the host must offer the task, parameters must
+/// fit its schema, destructive tasks need <c>confirm</c>; the agent's policy decides at execution) with the client
+/// token <c>alert-remediation-{transition id}</c>, so replicas and retries get the one run back. The outcome is then
+/// written once: a <c>remediation</c> transition (unique on rule, fingerprint, episode and kind, so exactly one replica
+/// wins) with its audit row <c>alert.remediated</c> (the run id) or <c>alert.remediation_refused</c> (why) in one
+/// transaction. A crash between the run and that record is repaired by the next pass (the token returns the run).
+/// </summary>
+public sealed partial class AlertRemediation(
+    IDbContextFactory<FleetDbContext> dbFactory,
+    AlertRuleSet rules,
+    AlertTransitions transitions,
+    RunCreator creator,
+    AuditLog audit,
+    IOptions<AlertsOptions> options,
+    TimeProvider time,
+    ILogger<AlertRemediation> logger) : BackgroundService
+{
+    public const string TokenPrefix = "alert-remediation-";
+    const int BatchSize = 100;
+    readonly Func<CancellationToken, Task> wait = transitions.Listen();
+
+    /// <summary>The run's client token for a firing transition.</summary>
+    public static string ClientToken(long transitionId) => TokenPrefix + transitionId.ToString(CultureInfo.InvariantCulture);
+
+    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    {
+        while (!stoppingToken.IsCancellationRequested)
+        {
+            try { await RemediateOnceAsync(stoppingToken); }
+            catch (Exception ex) when (ex is not OperationCanceledException || !stoppingToken.IsCancellationRequested)
+            {
+                LogPassFailed(ex); // a database outage costs this pass; the next wake-up or poll retries
+            }
+            using var poll = new CancellationTokenSource(options.Value.RemediationPoll, time);
+            using var either = CancellationTokenSource.CreateLinkedTokenSource(stoppingToken, poll.Token);
+            try { await wait(either.Token); }
+            catch (OperationCanceledException) when (!stoppingToken.IsCancellationRequested) { }
+            catch (OperationCanceledException) { break; }
+        }
+    }
+
+    /// <summary>One pass over the due firings; returns how many outcomes this call recorded (another replica's are not counted).</summary>
+    public async Task<int> RemediateOnceAsync(CancellationToken cancellationToken)
+    {
+        var remediable = rules.Current.Where(r => r.Definition.Remediate is not null).ToDictionary(r => r.Id);
+        if (remediable.Count == 0) return 0;
+        var ids = remediable.Keys.ToList();
+        var since = time.GetUtcNow().UtcDateTime - options.Value.RemediationLookback;
+        List<AlertTransitionRecord> due;
+        await using (var db = dbFactory.CreateDbContext())
+        {
+            var all = db.Set<AlertTransitionRecord>();
+            due = await all.AsNoTracking()
+                .Where(t => t.Kind == AlertTransitionKinds.Firing && t.Time >= since && ids.Contains(t.RuleId))
+                .Where(t => !all.Any(r => r.RuleId == t.RuleId && r.Fingerprint == t.Fingerprint && r.Episode == t.Episode && r.Kind == AlertTransitionKinds.Remediation))
+                .OrderBy(t => t.Id).Take(BatchSize).ToListAsync(cancellationToken);
+        }
+        var recorded = 0;
+        foreach (var transition in due)
+        {
+            try
+            {
+                if (await RemediateAsync(remediable[transition.RuleId], transition, cancellationToken)) recorded++;
+            }
+            catch (Exception ex) when (ex is not OperationCanceledException || !cancellationToken.IsCancellationRequested)
+            {
+                LogRemediationFailed(transition.Id, transition.RuleName, ex);
+            }
+        }
+        return recorded;
+    }
+
+    async Task<bool> RemediateAsync(CompiledRule rule, AlertTransitionRecord firing, CancellationToken cancellationToken)
+    {
+        var remediation = rule.Definition.Remediate;
+        var labels = AlertLabels.Parse(firing.LabelsJson);
+        var agentId = labels.GetValueOrDefault("agent_id");
+        var token = ClientToken(firing.Id);
+        AlertRecord? alert;
+        string? runId;
+        await using (var db = dbFactory.CreateDbContext())
+        {
+            alert = await db.Set<AlertRecord>().AsNoTracking().FirstOrDefaultAsync(a => a.RuleId == firing.RuleId && a.Fingerprint == firing.Fingerprint, cancellationToken);
+            runId = await db.Runs.AsNoTracking().Where(r => r.ClientToken == token).Select(r => r.Id).FirstOrDefaultAsync(cancellationToken);
+        }
+        string? refusal = null;
+        if (runId is null)
+        {
+            if (string.IsNullOrEmpty(agentId))
+                refusal = "the alert names no host (it has no agent_id label)";
+            else if (alert is null || alert.Episode != firing.Episode || alert.State != AlertStates.Firing)
+                refusal = "the alert was no longer firing when its remediation was due";
+            else
+            {
+                var request = new CreateRunRequest { Task = remediation.Task, Confirm = remediation.Confirm, ClientToken = token };
+                request.Hosts.Add(agentId);
+                request.Parameters.Add(remediation.Parameters);
+                try
+                {
+                    runId = (await creator.CreateAsync(request, Actor.System($"rule:{rule.Name}"), retryOf: null, cancellationToken)).Id;
+                }
+                catch (RpcException ex) when (ex.StatusCode == StatusCode.InvalidArgument)
+                {
+                    refusal = ex.Status.Detail; // not offered by the host, parameters that do not fit, a destructive task without confirm
+                }
+            }
+        }
+        return await RecordAsync(rule, firing, alert, agentId, runId, refusal, cancellationToken);
+    }
+
+    /// <summary>The outcome, once: the remediation transition's unique key decides which replica writes it (and its audit row).</summary>
+    async Task<bool> RecordAsync(CompiledRule rule, AlertTransitionRecord firing, AlertRecord? alert, string? agentId, string? runId, string? refusal, CancellationToken cancellationToken)
+    {
+        var now = time.GetUtcNow().UtcDateTime;
+        var remediation = rule.Definition.Remediate;
+        var outcome = new Dictionary<string, string>
+        {
+            ["task"] = remediation.Task,
+            ["firing_transition"] = firing.Id.ToString(CultureInfo.InvariantCulture),
+        };
+        if (runId is not null) outcome["run_id"] = runId;
+        else outcome["error"] = refusal!.Length > 500 ? refusal[..500] : refusal;
+        await using var db = dbFactory.CreateDbContext();
+        await using var tx = await db.Database.BeginTransactionAsync(cancellationToken);
+        db.Set<AlertTransitionRecord>().Add(new AlertTransitionRecord
+        {
+            RuleId = firing.RuleId, RuleName = firing.RuleName, Fingerprint = firing.Fingerprint, Episode = firing.Episode,
+            Kind = AlertTransitionKinds.Remediation, LabelsJson = firing.LabelsJson, AnnotationsJson = AlertLabels.Json(outcome),
+            Severity = firing.Severity, Value = firing.Value, Time = now,
+            RoutedAt = now, // nothing to notify
+        });
+        var parameters = new Dictionary<string, string?>
+        {
+            ["rule"] = firing.RuleName,
+            ["episode"] = firing.Episode.ToString(CultureInfo.InvariantCulture),
+            ["transition"] = firing.Id.ToString(CultureInfo.InvariantCulture),
+            ["task"] = remediation.Task,
+        };
+        var target = alert is null ? $"rule:{firing.RuleName}" : $"alert:{alert.Id}";
+        if (runId is not null)
+        {
+            parameters["run"] = runId;
+            audit.Add(db, Actor.System($"rule:{rule.Name}"), "alert.remediated", target, agentId ?? "", parameters);
+        }
+        else
+        {
+            parameters["error"] = outcome["error"];
+            audit.Add(db, Actor.System($"rule:{rule.Name}"), "alert.remediation_refused", target, agentId ?? "", parameters, outcome: "error: refused");
+        }
+        try
+        {
+            await db.SaveChangesAsync(cancellationToken);
+            await tx.CommitAsync(cancellationToken);
+        }
+        catch (DbUpdateException)
+        {
+            LogRecordedElsewhere(firing.Id, firing.RuleName);
+            return false; // another replica recorded this firing's outcome first
+        }
+        if (runId is not null) LogRemediated(firing.RuleName, firing.Id, remediation.Task, agentId ?? "", runId);
+        else LogRefused(firing.RuleName, firing.Id, remediation.Task, agentId ?? "", refusal!);
+        return true;
+    }
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Rule {Rule}, firing {TransitionId}: remediation {Task} on {AgentId} is run {RunId}")]
+    partial void LogRemediated(string rule, long transitionId, string task, string agentId, string runId);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Rule {Rule}, firing {TransitionId}: remediation {Task} on {AgentId} refused: {Reason}")]
+    partial void LogRefused(string rule, long transitionId, string task, string agentId, string reason);
+
+    [LoggerMessage(Level = LogLevel.Debug, Message = "Rule {Rule}, firing {TransitionId}: another replica recorded the remediation first")]
+    partial void LogRecordedElsewhere(long transitionId, string rule);
+
+    [LoggerMessage(Level = LogLevel.Error, Message = "Firing {TransitionId} of rule {Rule}: remediation failed; retried on the next pass")]
+    partial void LogRemediationFailed(long transitionId, string rule, Exception exception);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Alert remediation pass failed; retried on the next wake-up or poll")]
+    partial void LogPassFailed(Exception exception);
+}
