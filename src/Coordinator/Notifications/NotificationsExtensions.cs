@@ -29,6 +29,8 @@ public static class NotificationsExtensions
         services.AddMassTransit(x =>
         {
             x.AddConsumer<NotificationDueConsumer>();
+            // The coordinator never phones home (MassTransit otherwise reports usage to its vendor and warns when it cannot).
+            x.ConfigureUsageTelemetryOptions(o => o.Enabled = false);
             if (!string.IsNullOrWhiteSpace(rabbit))
                 x.UsingRabbitMq((context, cfg) =>
                 {
