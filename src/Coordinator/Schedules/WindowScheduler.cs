@@ -60,9 +60,13 @@ public sealed partial class WindowScheduler(
         await using (var db = dbFactory.CreateDbContext())
         {
             schedules = await db.Set<ScheduleRecord>().AsNoTracking().Where(s => s.Enabled && !s.Paused).OrderBy(s => s.Id).ToListAsync(cancellationToken);
-            lastFired = schedules.Count == 0 ? [] : await db.Set<OccurrenceRecord>().Where(o => o.Kind != OccurrenceKind.Manual)
-                .GroupBy(o => o.ScheduleId).Select(g => new { g.Key, Last = g.Max(o => o.ScheduledUtc) })
-                .ToDictionaryAsync(g => g.Key, g => g.Last, cancellationToken);
+            // The newest fire per enabled schedule: one backward step on the (schedule, time) unique index each, not a
+            // pass over the whole (unpruned) occurrence history every tick.
+            var occurrences = db.Set<OccurrenceRecord>();
+            lastFired = schedules.Count == 0 ? [] : (await db.Set<ScheduleRecord>().Where(s => s.Enabled && !s.Paused)
+                .Select(s => new { s.Id, Last = occurrences.Where(o => o.ScheduleId == s.Id && o.Kind != OccurrenceKind.Manual).Max(o => (DateTime?)o.ScheduledUtc) })
+                .ToListAsync(cancellationToken))
+                .Where(s => s.Last is not null).ToDictionary(s => s.Id, s => s.Last!.Value);
         }
         foreach (var schedule in schedules)
         {
