@@ -165,6 +165,7 @@ internal static class RulesCommands
         "run_failed" => $"task {(r.Task.Length > 0 ? r.Task : "*")} failed",
         "log_rate" => $"logs{(r.LogSeverity.Length > 0 ? " severity>=" + r.LogSeverity : "")}{(r.Query.Length > 0 ? " q=" + r.Query : "")} > {r.MoreThan} in {(r.Within.Length > 0 ? r.Within : "5m")}{(r.By.Length > 0 ? " by " + r.By : "")}",
         "outbox_dropped" => "agent event outbox.dropped",
+        "notification_dead" => $"notification dead within {(r.Within.Length > 0 ? r.Within : "1h")}",
         "window_missed" => $"window {(r.Schedule.Length > 0 ? r.Schedule : "*")} missed within {(r.Within.Length > 0 ? r.Within : "24h")}",
         "checklist_missed" => $"checklist {(r.Checklist.Length > 0 ? r.Checklist : "*")} item missed",
         "tls_expiry" => $"tls {(r.Probe.Length > 0 ? r.Probe : "*")} expires < {(r.HasDays ? r.Days : 14)}d",
@@ -187,7 +188,7 @@ internal static class RulesCommands
 
     private static Command BuildCreate(CliContext context)
     {
-        var file = new Option<FileInfo>("--file", "-f") { Description = "The rule as YAML (see deploy/rules/ for examples; kinds: threshold, predict, probe, offline, run_failed, log_rate, outbox_dropped, watchdog, window_missed, checklist_missed, tls_expiry)", Required = true };
+        var file = new Option<FileInfo>("--file", "-f") { Description = "The rule as YAML (see deploy/rules/ for examples; kinds: threshold, predict, probe, offline, run_failed, log_rate, outbox_dropped, watchdog, window_missed, checklist_missed, tls_expiry, notification_dead)", Required = true };
         var replace = new Option<bool>("--replace") { Description = "Update the rule of that name if it exists" };
         var dryRun = new Option<bool>("--dry-run") { Description = "Validate only" };
         var create = new Command("create", "Create (or with --replace update) a rule from a YAML file; it is validated first") { file, replace, dryRun };

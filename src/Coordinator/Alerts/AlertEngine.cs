@@ -246,6 +246,7 @@ public sealed partial class AlertEngine(
             RuleKinds.RunFailed => await RunFailedSignalsAsync(rule, now, cancellationToken),
             RuleKinds.LogRate => await LogRateSignalsAsync(rule, now, c => complete = c, cancellationToken),
             RuleKinds.OutboxDropped => await OutboxSignalsAsync(rule, now, cancellationToken),
+            RuleKinds.NotificationDead => await DeadNotificationSignalsAsync(rule, now, cancellationToken),
             RuleKinds.WindowMissed => await WindowMissedSignalsAsync(rule, now, cancellationToken),
             RuleKinds.ChecklistMissed => await ChecklistMissedSignalsAsync(rule, cancellationToken),
             RuleKinds.TlsExpiry => await TlsExpirySignalsAsync(rule, now, cancellationToken),
@@ -431,6 +432,30 @@ public sealed partial class AlertEngine(
 
     /// <summary>A log field name as a label name ("src.ip" -> "src_ip").</summary>
     static string LabelName(string field) => new(field.Select(c => char.IsAsciiLetterOrDigit(c) || c == '_' ? c : '_').ToArray());
+
+    /// <summary>Notifications that used up their retry budget (dead) in the window, per receiver: the fan-out's own alarm.</summary>
+    async Task<List<AlertSignal>> DeadNotificationSignalsAsync(CompiledRule rule, DateTime now, CancellationToken cancellationToken)
+    {
+        var since = now - rule.Within;
+        await using var db = dbFactory.CreateDbContext();
+        var rows = await db.Set<Notifications.NotificationRecord>().AsNoTracking()
+            .Where(n => n.State == Notifications.NotificationStates.Dead && n.CreatedAt >= since)
+            .GroupBy(n => n.Receiver).Select(g => new { Receiver = g.Key, Count = g.Count(), Last = g.Max(n => n.Id) })
+            .ToListAsync(cancellationToken);
+        var signals = new List<AlertSignal>();
+        foreach (var r in rows)
+        {
+            var error = await db.Set<Notifications.NotificationRecord>().AsNoTracking().Where(n => n.Id == r.Last).Select(n => n.LastError).SingleAsync(cancellationToken);
+            var labels = BaseLabels(rule);
+            labels["receiver"] = r.Receiver;
+            signals.Add(new AlertSignal(labels, Condition.Active, r.Count, new Dictionary<string, string>
+            {
+                ["last_error"] = error is { Length: > 500 } e ? e[..500] : error ?? "",
+                ["window"] = Protocol.Durations.Format(rule.Within),
+            }));
+        }
+        return signals;
+    }
 
     async Task<List<AlertSignal>> OutboxSignalsAsync(CompiledRule rule, DateTime now, CancellationToken cancellationToken)
     {

@@ -28,9 +28,9 @@ public static class RuleKinds
 {
     public const string Threshold = "threshold", Predict = "predict", Probe = "probe", Offline = "offline", RunFailed = "run_failed",
         LogRate = "log_rate", OutboxDropped = "outbox_dropped", Watchdog = "watchdog", WindowMissed = "window_missed",
-        ChecklistMissed = "checklist_missed", TlsExpiry = "tls_expiry";
+        ChecklistMissed = "checklist_missed", TlsExpiry = "tls_expiry", NotificationDead = "notification_dead";
 
-    public static readonly string[] All = [Threshold, Predict, Probe, Offline, RunFailed, LogRate, OutboxDropped, Watchdog, WindowMissed, ChecklistMissed, TlsExpiry];
+    public static readonly string[] All = [Threshold, Predict, Probe, Offline, RunFailed, LogRate, OutboxDropped, Watchdog, WindowMissed, ChecklistMissed, TlsExpiry, NotificationDead];
 
     /// <summary>Evaluated as batches arrive (besides the timer).</summary>
     public static bool OnIngest(string kind) => kind is Threshold or Probe;
@@ -243,6 +243,11 @@ public static partial class RuleCompiler
                 Within = Duration(rule.Within, "within", TimeSpan.FromDays(1), allowEmpty: true, min: TimeSpan.FromMinutes(10)),
                 Days = !rule.HasDays ? 14 : rule.Days is >= 1 and <= 3650 ? rule.Days
                     : throw new RuleInvalidException($"days: '{rule.Days}' must be a whole number of days between 1 and 3650"),
+            },
+            RuleKinds.NotificationDead => new CompiledRule
+            {
+                Id = id, Definition = rule, For = forDuration,
+                Within = Duration(rule.Within, "within", TimeSpan.FromHours(1), allowEmpty: true, min: TimeSpan.FromMinutes(1)),
             },
             _ => new CompiledRule { Id = id, Definition = rule },
         };

@@ -17,7 +17,7 @@ public sealed class RuleLoadTests
         var rules = Defaults(null).Parse();
         Assert.Equal(
             ["agent-offline", "checklist-missed", "disk-full-predicted", "disk-usage", "error-log-rate", "health-endpoint-failing", "load-high",
-             "memory-high", "outbox-dropped", "run-failed", "ssh-failed-logins", "tls-expiring", "watchdog", "window-missed"],
+             "memory-high", "notification-dead", "outbox-dropped", "run-failed", "ssh-failed-logins", "tls-expiring", "watchdog", "window-missed"],
             rules.Select(r => r.Name).Order(StringComparer.Ordinal));
         var disk = RuleCompiler.Compile(rules.Single(r => r.Name == "disk-usage"));
         Assert.Equal((">", 0.80, 0.75, TimeSpan.FromMinutes(5)), (disk.Operator, disk.Threshold, disk.Clear, disk.For));

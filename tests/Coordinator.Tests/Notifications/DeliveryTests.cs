@@ -55,6 +55,33 @@ public sealed class DeliveryTests
     }
 
     [Fact]
+    public async Task DeadNotifications_RaiseTheNotificationDeadAlert_NamingTheReceiver_WhichGoesToAnotherReceiver()
+    {
+        using var hook = new StubReceiver { Answer = _ => (503, null) };
+        using var slack = new StubReceiver();
+        await using var coordinator = NotificationsKit.Coordinator(Store.Sqlite).Webhook("pager", hook.Url(), "s3cret").Slack("slack", slack.Url())
+            .With("Fleet:Notifications:Routes:0:Matchers:0", "alertname=disk_full").Route(0, "pager")
+            .With("Fleet:Notifications:Routes:1:Matchers:0", "alertname=notification-dead").Route(1, "slack")
+            .With("Fleet:Alerts:EvaluationInterval", "00:10:00");
+        _ = coordinator.Server;
+        await new Protocol.V1.Rules.RulesClient(coordinator.Channel("alice")).CreateRuleAsync(new Protocol.V1.CreateRuleRequest
+        {
+            Yaml = File.ReadAllText(Path.Combine(RepoPaths.Root, "deploy", "rules", "notification-dead.yaml")),
+        });
+
+        await coordinator.TransitionAsync("disk_full", AlertTransitionKinds.Firing, "web-7");
+        await Eventually.UntilAsync(() => coordinator.NotificationsAsync(), n => n.Count == 1 && n[0].State == NotificationStates.Dead, "the notification dead");
+        await coordinator.Services.GetRequiredService<AlertEngine>().TickAsync(default);
+
+        await Eventually.UntilAsync(() => slack.Accepted.Count == 1, "the notification-dead alert on Slack");
+        var message = slack.Accepted[0].Json;
+        Assert.Equal("FIRING: notification-dead", message.GetProperty("text").GetString());
+        Assert.StartsWith("Notifications to receiver pager are failing: 1 dead in 1h (last error: HTTP 503",
+            message.GetProperty("blocks")[1].GetProperty("text").GetProperty("text").GetString());
+        Assert.Equal(3, hook.Requests.Count); // the dead one's attempts; the alert about it never went to the broken receiver
+    }
+
+    [Fact]
     public async Task Webhook_IsSignedWithHmac_AndCarriesTheIdempotencyKey()
     {
         using var hook = new StubReceiver();
