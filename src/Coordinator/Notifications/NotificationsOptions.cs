@@ -63,6 +63,16 @@ public sealed class NotificationsOptions : IValidatableObject
     /// <summary>More inhibitions: while an alert matching Source fires, alerts matching Target with equal Equal labels are not notified.</summary>
     public List<InhibitOptions> Inhibit { get; set; } = [];
 
+    /// <summary>
+    /// A link to a host in messages (Slack's host field, email's Host link): a URL with <c>{host}</c> and/or <c>{agent_id}</c>,
+    /// e.g. <c>https://fleet.example.com/api/v1/agents/{agent_id}</c>. Empty: no link.
+    /// </summary>
+    public string? HostUrl { get; set; }
+
+    /// <summary>The <see cref="HostUrl"/> of a host, or null.</summary>
+    public string? HostLink(string host, string agentId) => string.IsNullOrEmpty(HostUrl) || (host.Length == 0 && agentId.Length == 0) ? null
+        : HostUrl.Replace("{host}", Uri.EscapeDataString(host), StringComparison.Ordinal).Replace("{agent_id}", Uri.EscapeDataString(agentId), StringComparison.Ordinal);
+
     public IReadOnlyList<string> EffectiveGroupBy => GroupBy is { Count: > 0 } g ? g : ["alertname"];
 
     /// <summary>The inhibitions in force: the configured ones plus the built-in host-offline one.</summary>
@@ -107,6 +117,8 @@ public sealed class NotificationsOptions : IValidatableObject
             yield return new($"{Section}:MaxAge: '{MaxAge}' must be positive.", [nameof(MaxAge)]);
         if (ConcurrentDeliveries is < 1 or > 256)
             yield return new($"{Section}:ConcurrentDeliveries: '{ConcurrentDeliveries}' must be between 1 and 256.", [nameof(ConcurrentDeliveries)]);
+        if (!string.IsNullOrEmpty(HostUrl) && !(Uri.TryCreate(HostLink("h", "a"), UriKind.Absolute, out var hostUri) && hostUri.Scheme is "http" or "https"))
+            yield return new($"{Section}:HostUrl: '{HostUrl}' is not an http(s) URL (placeholders {{host}} and {{agent_id}} allowed).", [nameof(HostUrl)]);
         if (GroupWait < TimeSpan.Zero || GroupWait > TimeSpan.FromMinutes(10))
             yield return new($"{Section}:GroupWait: '{GroupWait}' must be between 0 and 10 minutes.", [nameof(GroupWait)]);
         foreach (var label in GroupBy ?? [])

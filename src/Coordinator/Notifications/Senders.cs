@@ -8,6 +8,7 @@ using System.Text.Json.Nodes;
 using MailKit.Net.Smtp;
 using MailKit.Security;
 using MimeKit;
+using Microsoft.Extensions.Options;
 
 namespace Fleet.Coordinator.Notifications;
 
@@ -33,13 +34,13 @@ static class HttpResults
 }
 
 /// <summary>Slack incoming webhook: a Block Kit message (header with alert and state; host, value, threshold, severity; runbook link).</summary>
-public sealed class SlackSender(IHttpClientFactory clients, TimeProvider time) : INotificationSender
+public sealed class SlackSender(IHttpClientFactory clients, IOptions<NotificationsOptions> options, TimeProvider time) : INotificationSender
 {
     public string Kind => ReceiverKinds.Slack;
 
     public Task<SendResult> SendAsync(string receiverName, ReceiverOptions receiver, IReadOnlyList<Outgoing> batch, CancellationToken cancellationToken)
     {
-        var message = batch.Count == 1 ? Message(batch[0].Payload, receiver.Channel) : Message(batch.Select(b => b.Payload).ToList(), receiver.Channel);
+        var message = batch.Count == 1 ? Message(batch[0].Payload, receiver.Channel, options.Value) : Message(batch.Select(b => b.Payload).ToList(), receiver.Channel);
         var request = new HttpRequestMessage(HttpMethod.Post, receiver.Url)
         {
             Content = new StringContent(message.ToJsonString(), Encoding.UTF8, "application/json"),
@@ -84,8 +85,9 @@ public sealed class SlackSender(IHttpClientFactory clients, TimeProvider time) :
         return message;
     }
 
-    public static JsonObject Message(NotificationPayload p, string? channel)
+    public static JsonObject Message(NotificationPayload p, string? channel, NotificationsOptions? settings = null)
     {
+        var link = settings?.HostLink(p.Host, p.Labels.TryGetValue("agent_id", out var agent) ? agent : "");
         var firing = p.State == "firing";
         var title = $"{(firing ? "FIRING" : "RESOLVED")}: {p.Alert}{(p.Host.Length > 0 ? " on " + p.Host : "")}";
         var fields = new JsonArray();
@@ -93,7 +95,7 @@ public sealed class SlackSender(IHttpClientFactory clients, TimeProvider time) :
         {
             if (value.Length > 0) fields.Add(new JsonObject { ["type"] = "mrkdwn", ["text"] = $"*{name}*\n{value}" });
         }
-        Field("Host", p.Host);
+        Field("Host", link is null ? p.Host : $"<{link}|{p.Host}>");
         Field("Value", p.Annotation("value").Length > 0 ? p.Annotation("value") : p.Value.ToString("0.####", CultureInfo.InvariantCulture));
         Field("Threshold", p.Annotation("threshold"));
         Field("Severity", p.Severity);
@@ -162,7 +164,7 @@ public sealed class WebhookSender(IHttpClientFactory clients, TimeProvider time)
 }
 
 /// <summary>Email over SMTP with MailKit: plain text and HTML alternatives; none/starttls/ssl per receiver.</summary>
-public sealed class EmailSender : INotificationSender
+public sealed class EmailSender(IOptions<NotificationsOptions> options) : INotificationSender
 {
     public string Kind => ReceiverKinds.Email;
 
@@ -176,7 +178,7 @@ public sealed class EmailSender : INotificationSender
 
     public async Task<SendResult> SendAsync(string receiverName, ReceiverOptions receiver, IReadOnlyList<Outgoing> batch, CancellationToken cancellationToken)
     {
-        var message = batch.Count == 1 ? Message(receiver, batch[0].Row, batch[0].Payload) : Message(receiver, batch);
+        var message = batch.Count == 1 ? Message(receiver, batch[0].Row, batch[0].Payload, options.Value) : Message(receiver, batch);
         using var smtp = new SmtpClient();
         await smtp.ConnectAsync(receiver.Host!, receiver.Port, SocketOptions(receiver.Security)!.Value, cancellationToken);
         if (!string.IsNullOrEmpty(receiver.Username))
@@ -224,8 +226,9 @@ public sealed class EmailSender : INotificationSender
         return message;
     }
 
-    public static MimeMessage Message(ReceiverOptions receiver, NotificationRecord notification, NotificationPayload p)
+    public static MimeMessage Message(ReceiverOptions receiver, NotificationRecord notification, NotificationPayload p, NotificationsOptions? settings = null)
     {
+        var link = settings?.HostLink(p.Host, p.Labels.TryGetValue("agent_id", out var agent) ? agent : "") ?? "";
         var state = p.State == "firing" ? "FIRING" : "RESOLVED";
         var message = new MimeMessage();
         message.From.Add(MailboxAddress.Parse(receiver.From!));
@@ -236,6 +239,7 @@ public sealed class EmailSender : INotificationSender
         {
             ("Alert", p.Alert), ("State", state), ("Host", p.Host), ("Severity", p.Severity), ("Value", p.Annotation("value")),
             ("Threshold", p.Annotation("threshold")), ("Time", p.Time.ToString("u", CultureInfo.InvariantCulture)), ("Runbook", p.Annotation("runbook")),
+            ("Host link", link),
         };
         if (SlackSender.Reminder(p) is { } reminder) rows.Add(("Note", reminder));
         rows.RemoveAll(r => r.Item2.Length == 0);
@@ -245,7 +249,7 @@ public sealed class EmailSender : INotificationSender
         var html = new StringBuilder().Append("<p>").Append(WebUtility.HtmlEncode(summary)).Append("</p><table>");
         foreach (var (k, v) in rows)
         {
-            var cell = k == "Runbook" && Uri.TryCreate(v, UriKind.Absolute, out _)
+            var cell = k is "Runbook" or "Host link" && Uri.TryCreate(v, UriKind.Absolute, out _)
                 ? $"<a href=\"{WebUtility.HtmlEncode(v)}\">{WebUtility.HtmlEncode(v)}</a>"
                 : WebUtility.HtmlEncode(v);
             html.Append("<tr><th align=\"left\">").Append(WebUtility.HtmlEncode(k)).Append("</th><td>").Append(cell).Append("</td></tr>");
