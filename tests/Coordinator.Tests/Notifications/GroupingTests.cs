@@ -139,8 +139,8 @@ public sealed class GroupingTests
         var late = slack.Accepted[before + 2];
         Assert.Equal("FIRING: disk-usage on web-9", late.Json.GetProperty("text").GetString());
         Assert.Contains("Still firing since", late.Body);
-        var again = (await coordinator.NotificationsAsync()).Single(n => n.TransitionId == disk9.Id && n.Sequence == 1);
-        Assert.Equal(NotificationStates.Sent, again.State);
+        await Eventually.UntilAsync(async () => (await coordinator.NotificationsAsync()).Single(n => n.TransitionId == disk9.Id && n.Sequence == 1).State == NotificationStates.Sent,
+            "the late firing marked sent");
         Assert.Equal(0, (await coordinator.NotificationsAsync()).Count(n => n.TransitionId != disk9.Id && n.Sequence > 0));
     }
 
@@ -181,6 +181,36 @@ public sealed class GroupingTests
         Assert.Contains("app-1", slack.Accepted[1].Body);
         Assert.Single(slack.Accepted, r => r.Body.Contains("app-2", StringComparison.Ordinal)); // not repeated
         Assert.Equal(other.Id, (await coordinator.NotificationsAsync()).Single(n => n.State == NotificationStates.Sent && n.Sequence == 0).TransitionId);
+    }
+
+    [Fact]
+    public async Task Silence_SuppressesThenExpires_AndWhatStillFiresIsNotifiedThen_ButWhatResolvedMeanwhileIsNot()
+    {
+        using var slack = new StubReceiver();
+        await using var coordinator = NotificationsKit.Coordinator(Store.Sqlite).Slack("slack", slack.Url()).Route(0, "slack")
+            .With("Fleet:Notifications:Receivers:slack:MinInterval", "00:00:00");
+        _ = coordinator.Server;
+        var silences = new Protocol.V1.Silences.SilencesClient(coordinator.Channel("alice"));
+        var silence = await silences.CreateSilenceAsync(new Protocol.V1.CreateSilenceRequest
+        {
+            Matchers = { "host=~db-.*" }, Duration = "1h", Comment = "storage migration",
+        });
+
+        var still = await FiringAsync(coordinator, "disk-usage", Host("db-1"));
+        var gone = await FiringAsync(coordinator, "disk-usage", Host("db-2"));
+        var rows = await Eventually.UntilAsync(() => coordinator.NotificationsAsync(), n => n.Count == 2, "both routed");
+        Assert.All(rows, n => Assert.Equal(NotificationStates.Silenced, n.State));
+        Assert.All(rows, n => Assert.StartsWith($"silenced by {silence.Id}", n.LastError));
+        await ResolveAsync(coordinator, gone, transition: true); // resolves while silenced: nobody heard it fire
+
+        await silences.ExpireSilenceAsync(new Protocol.V1.ExpireSilenceRequest { Id = silence.Id });
+        await coordinator.Services.GetRequiredService<NotificationRouter>().RenotifyAsync(default);
+        await Eventually.UntilAsync(() => slack.Accepted.Count == 1, "db-1's firing after the silence");
+        Assert.Equal("FIRING: disk-usage on db-1", slack.Accepted[0].Json.GetProperty("text").GetString());
+        var after = await Eventually.UntilAsync(() => coordinator.NotificationsAsync(), n => n.Any(x => x.State == NotificationStates.Sent), "the late firing marked sent");
+        Assert.Equal(3, after.Count); // two silenced, db-1's late firing; nothing for db-2's resolution
+        Assert.Equal(NotificationStates.Sent, after.Single(n => n.TransitionId == still.Id && n.Sequence == 1).State);
+        Assert.Single(slack.Requests);
     }
 
     [Fact]
