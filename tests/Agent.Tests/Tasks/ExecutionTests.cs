@@ -146,7 +146,10 @@ public sealed class ExecutionTests : IDisposable
         await harness.DispatchAsync("b-1", "test.b");
         await harness.DispatchAsync("c-1", "test.c");
         await Eventually.UntilAsync(() => gate.Running == 2, "two invocations running");
-        var startedWhileClosed = new[] { "a-1", "a-2", "b-1", "c-1" }.Count(id => harness.Updates(id).Any(u => u.Started is not null));
+        // The Started update is written as the task begins, not before it enters the gate: wait for both, then count all.
+        var startedWhileClosed = await Eventually.UntilAsync(
+            () => Task.FromResult(new[] { "a-1", "a-2", "b-1", "c-1" }.Count(id => harness.Updates(id).Any(u => u.Started is not null))),
+            n => n >= 2, "the two running invocations' Started updates");
         gate.Opened.SetResult();
         foreach (var id in new[] { "a-1", "a-2", "b-1", "c-1" })
             Assert.Equal(TaskStatus.Succeeded, (await harness.FinishedAsync(id)).Status);
