@@ -101,6 +101,33 @@ public sealed class GroupingTests
     }
 
     [Fact]
+    public async Task OneGroupWithinTheGroupWait_IsOneEmail_AndOneSignedWebhookDocumentWhenTheWebhookBatches()
+    {
+        using var hook = new StubReceiver();
+        var rule = TestServices.UniqueName("cert-expiring").Replace('_', '-');
+        await using var coordinator = NotificationsKit.Coordinator(Store.Sqlite).Email("mail", "oncall@example.test")
+            .Webhook("hook", hook.Url(), "s3cret").With("Fleet:Notifications:Receivers:hook:MaxBatch", "10").Route(0, "mail", "hook")
+            .With("Fleet:Notifications:GroupWait", "00:00:01");
+        _ = coordinator.Server;
+
+        foreach (var host in new[] { "lb-1", "lb-2", "lb-3" }) await FiringAsync(coordinator, rule, Host(host), wake: false);
+        coordinator.Services.GetRequiredService<AlertTransitions>().Wake();
+        var emails = await Eventually.UntilAsync(() => MailDev.EmailsAsync(rule), e => e.Count >= 1, "the grouped email");
+        await Eventually.UntilAsync(async () => (await coordinator.NotificationsAsync()) is { Count: 6 } n && n.All(x => x.State == NotificationStates.Sent), "six sent");
+
+        var email = Assert.Single(emails);
+        Assert.Equal($"[FIRING:3] {rule}", email.GetProperty("subject").GetString());
+        foreach (var host in new[] { "lb-1", "lb-2", "lb-3" }) Assert.Contains($"FIRING {rule} on {host} (warning)", email.GetProperty("text").GetString());
+        var request = Assert.Single(hook.Requests);
+        var items = request.Json.GetProperty("notifications").EnumerateArray().ToList();
+        Assert.Equal(3, items.Count);
+        Assert.Equal(["lb-1", "lb-2", "lb-3"], items.Select(i => i.GetProperty("labels").GetProperty("host").GetString()).Order());
+        var ids = (await coordinator.NotificationsAsync()).Where(n => n.Receiver == "hook").Select(n => n.Id.ToString(System.Globalization.CultureInfo.InvariantCulture));
+        Assert.Equal(string.Join(",", ids), request.Headers["Idempotency-Key"]);
+        Assert.Equal(WebhookSender.Signature("s3cret", System.Text.Encoding.UTF8.GetBytes(request.Body)), request.Headers["X-Fleet-Signature"]);
+    }
+
+    [Fact]
     public async Task HostOffline_InhibitsItsOtherAlerts_UntilItIsBack_AndTheResolvedGoesOnlyToWhoHeardItFire()
     {
         using var slack = new StubReceiver();
