@@ -10,7 +10,8 @@ namespace Fleet.Agent.Metrics;
 
 /// <summary>
 /// Runs every enabled collector and probe on its own interval and writes what they produce to the durable outbox
-/// as one metric batch per flush interval, so a coordinator outage loses nothing up to the outbox's bound.
+/// as one metric batch per flush interval, so a coordinator outage loses nothing up to the outbox's bound. A full
+/// batch, and the samples of a collection triggered by a change of a watched source, are written at once.
 /// </summary>
 public sealed partial class MetricsPipeline(
     AgentOptions options,
@@ -58,7 +59,7 @@ public sealed partial class MetricsPipeline(
         foreach (var (name, settings) in options.Collectors)
         {
             var collector = CollectorRegistry.Default.Create(name, settings);
-            var runner = new CollectorRunner(collector, settings, AddSamplesAsync, time, loggers.CreateLogger("Fleet.Agent.Collectors." + name));
+            var runner = new CollectorRunner(collector, settings, AddSamplesAsync, time, loggers.CreateLogger("Fleet.Agent.Collectors." + name), FlushSoon);
             collectors[name] = runner;
             runners.Add(RunQuietlyAsync(runner.RunAsync, stoppingToken));
         }
@@ -76,12 +77,23 @@ public sealed partial class MetricsPipeline(
         using var timer = new PeriodicTimer(options.MetricsFlushInterval, time);
         try
         {
-            while (!stoppingToken.IsCancellationRequested)
+            // One pending wait of each kind, kept across iterations: a periodic timer takes one waiter at a time, and a
+            // semaphore wait left behind would swallow the next "flush now".
+            var tick = timer.WaitForNextTickAsync(stoppingToken).AsTask();
+            var nudge = flushNow.WaitAsync(stoppingToken);
+            while (true)
             {
-                var tick = timer.WaitForNextTickAsync(stoppingToken).AsTask();
-                await Task.WhenAny(tick, flushNow.WaitAsync(stoppingToken));
+                if (await Task.WhenAny(tick, nudge) == tick)
+                {
+                    if (!await tick) break;
+                    tick = timer.WaitForNextTickAsync(stoppingToken).AsTask();
+                }
+                else
+                {
+                    await nudge;
+                    nudge = flushNow.WaitAsync(stoppingToken);
+                }
                 await FlushAsync(CancellationToken.None);
-                if (tick.IsCompleted && !await tick) break;
             }
         }
         catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested) { }
@@ -109,11 +121,16 @@ public sealed partial class MetricsPipeline(
             samples.AddRange(batch);
             full = samples.Count >= MaxSamplesPerBatch;
         }
-        if (full && flushNow.CurrentCount == 0)
-        {
-            try { flushNow.Release(); } catch (SemaphoreFullException) { }
-        }
+        if (full) FlushSoon();
         return ValueTask.CompletedTask;
+    }
+
+    /// <summary>Writes what is waiting to the outbox now rather than at the next flush tick: when a batch is full, and
+    /// after a collection triggered by a change (the textfile watch), so a changed value is sent at once.</summary>
+    void FlushSoon()
+    {
+        if (flushNow.CurrentCount != 0) return;
+        try { flushNow.Release(); } catch (SemaphoreFullException) { }
     }
 
     ValueTask AddProbeAsync(ProbeResult result, CancellationToken cancellationToken)
