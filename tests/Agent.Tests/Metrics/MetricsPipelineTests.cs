@@ -4,7 +4,9 @@ using Fleet.Agent.Metrics;
 using Fleet.Agent.Outbox;
 using Fleet.Agent.Probes;
 using Fleet.Protocol.V1;
+using Fleet.Agent.Tests.Outbox;
 using Fleet.Testing;
+using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
 
 namespace Fleet.Agent.Tests.Metrics;
@@ -79,5 +81,46 @@ public sealed class MetricsPipelineTests
         central.Apply(new AgentConfig());
         Assert.Equal(TimeSpan.FromSeconds(10), pipeline.Intervals["memory"]);
         await pipeline.StopAsync(CancellationToken.None);
+    }
+
+    [Fact]
+    public async Task A_textfile_change_reaches_the_outbox_at_once_not_at_the_next_flush()
+    {
+        using var state = new TempDirectory();
+        using var textfile = new TempDirectory();
+        var options = new AgentOptions
+        {
+            StateDirectory = state.Path,
+            MetricsFlushInterval = TimeSpan.FromHours(1), // only the change-triggered "flush now" can explain a batch
+            Collectors = new() { ["textfile"] = new CollectorSettings { Interval = TimeSpan.FromHours(1), TextfileDirectory = textfile.Path } },
+        };
+        await using var outbox = DurableOutbox.Open(new OutboxOptions { Directory = state.Combine("outbox") }, NullLogger<DurableOutbox>.Instance);
+        using var loggers = new ListLoggerFactory();
+        var pipeline = new MetricsPipeline(options, new CentralConfig(), outbox, TimeProvider.System, loggers, NullLogger<MetricsPipeline>.Instance);
+        await pipeline.StartAsync(CancellationToken.None);
+        await Eventually.UntilAsync(() => loggers.Logger.Has(LogLevel.Information, "watches its source"), "the textfile watch to be set up");
+
+        File.WriteAllText(textfile.Combine("app.prom.tmp"), "app_ready 1\n");
+        File.Move(textfile.Combine("app.prom.tmp"), textfile.Combine("app.prom"));
+
+        var samples = new List<MetricSample>();
+        using var read = new CancellationTokenSource(TimeSpan.FromSeconds(5)); // a hair of the hour-long intervals
+        while (!samples.Any(s => s.Name == "app_ready" && s.Value == 1))
+        {
+            var record = await outbox.ReadNextAsync(read.Token);
+            samples.AddRange(Batch.Parser.ParseFrom(record.Payload.Span).Metrics.Samples);
+        }
+        await pipeline.StopAsync(CancellationToken.None);
+
+        Assert.Contains(samples, s => s.Name == "agent.collector.change_collections_total" && s.Value >= 1);
+    }
+
+    /// <summary>Hands one capturing logger to every category.</summary>
+    private sealed class ListLoggerFactory : ILoggerFactory
+    {
+        public ListLogger<MetricsPipeline> Logger { get; } = new();
+        public ILogger CreateLogger(string categoryName) => Logger;
+        public void AddProvider(ILoggerProvider provider) { }
+        public void Dispose() { }
     }
 }
