@@ -62,6 +62,9 @@ public sealed class CollectorRunner
     private long _lastDurationTicks;
     private long _changeRuns;
     private long _lastStarted;
+
+    /// <summary>The time stamped on the latest collection; the next one gets a later one (see <see cref="TryStart"/>).</summary>
+    private long _lastTimeUnixMs = long.MinValue;
     private TimeSpan _interval;
     private PeriodicTimer? _timer;
 
@@ -201,7 +204,11 @@ public sealed class CollectorRunner
             Volatile.Write(ref _collecting, kind);
             Interlocked.Exchange(ref _lastStarted, _time.GetTimestamp());
             if (kind == OnChange) Interlocked.Increment(ref _changeRuns);
-            _current = busy = CollectOnceAsync(kind == OnChange, cancellationToken);
+            // Every collection gets its own millisecond: a tick right after a change-triggered collection can fall in
+            // the same one, and the coordinator keys samples by (agent, name, labels, time).
+            var timeUnixMs = Math.Max(_time.GetUtcNow().ToUnixTimeMilliseconds(), _lastTimeUnixMs + 1);
+            _lastTimeUnixMs = timeUnixMs;
+            _current = busy = CollectOnceAsync(kind == OnChange, timeUnixMs, cancellationToken);
             return true;
         }
     }
@@ -257,11 +264,11 @@ public sealed class CollectorRunner
         CollectSoon();
     }
 
-    private async Task CollectOnceAsync(bool onChange, CancellationToken cancellationToken)
+    private async Task CollectOnceAsync(bool onChange, long timeUnixMs, CancellationToken cancellationToken)
     {
         try
         {
-            await CollectAndSendAsync(onChange, cancellationToken);
+            await CollectAndSendAsync(onChange, timeUnixMs, cancellationToken);
         }
         finally
         {
@@ -269,10 +276,10 @@ public sealed class CollectorRunner
         }
     }
 
-    private async Task CollectAndSendAsync(bool onChange, CancellationToken cancellationToken)
+    private async Task CollectAndSendAsync(bool onChange, long timeUnixMs, CancellationToken cancellationToken)
     {
         Interlocked.Increment(ref _runs);
-        var writer = new MetricWriter(_time.GetUtcNow().ToUnixTimeMilliseconds());
+        var writer = new MetricWriter(timeUnixMs);
         var started = _time.GetTimestamp();
         using var timeout = new CancellationTokenSource(_settings.Timeout, _time);
         using var linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, timeout.Token);

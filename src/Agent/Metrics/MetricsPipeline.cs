@@ -29,6 +29,9 @@ public sealed partial class MetricsPipeline(
     List<ProbeResult> probes = [];
     readonly SemaphoreSlim flushNow = new(0, 1);
 
+    /// <summary>The time of the latest flush's own samples; each flush gets a later millisecond (under <see cref="gate"/>).</summary>
+    long lastFlushUnixMs = long.MinValue;
+
     readonly Dictionary<string, CollectorRunner> collectors = new(StringComparer.Ordinal);
 
     public long BatchesWritten { get; private set; }
@@ -148,13 +151,17 @@ public sealed partial class MetricsPipeline(
     {
         List<MetricSample> s;
         List<ProbeResult> p;
+        long flushUnixMs;
         lock (gate)
         {
             if (samples.Count == 0 && probes.Count == 0) return false;
             (s, samples) = (samples, []);
             (p, probes) = (probes, []);
+            // Two flushes can fall in one millisecond ("flush now" right before a tick), and the coordinator keys
+            // samples by (agent, name, labels, time): the outbox samples of each flush get their own.
+            flushUnixMs = lastFlushUnixMs = Math.Max(time.GetUtcNow().ToUnixTimeMilliseconds(), lastFlushUnixMs + 1);
         }
-        if (s.Count > 0) AddOutboxSamples(s, time.GetUtcNow().ToUnixTimeMilliseconds());
+        if (s.Count > 0) AddOutboxSamples(s, flushUnixMs);
         foreach (var metrics in Split(s, p, options.MaxMessageBytes - EnvelopeBytes))
         {
             var batch = new Batch { CreatedAt = Timestamp.FromDateTimeOffset(time.GetUtcNow()), Metrics = metrics };

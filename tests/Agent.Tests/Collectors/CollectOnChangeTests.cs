@@ -212,6 +212,27 @@ public sealed class CollectOnChangeTests : IDisposable
         await StopAsync(run);
     }
 
+    [Fact]
+    public async Task Collections_that_fall_in_one_millisecond_are_stamped_with_distinct_times()
+    {
+        // The wall clock stands still (timers still run): a change-triggered collection and the one before it would
+        // otherwise carry the same time, which the coordinator's sample key (agent, name, labels, time) refuses.
+        var clock = new FrozenWallClock(DateTimeOffset.FromUnixTimeMilliseconds(1_700_000_000_000));
+        var source = new WatchedSource { Value = 1 };
+        var runner = Runner(source, clock, LongInterval);
+        var run = runner.RunAsync(_stop.Token);
+        await Eventually.UntilAsync(() => _batches.Count == 1, "the first collection");
+
+        source.Fire();
+        await Eventually.UntilAsync(() => _batches.Count == 2, "the change-triggered collection", ChangeDeadline);
+        source.Fire();
+        await Eventually.UntilAsync(() => _batches.Count == 3, "another change-triggered collection", ChangeDeadline);
+
+        var times = _batches.Select(b => b.Select(s => s.TimeUnixMs).Distinct().Single()).ToList();
+        Assert.Equal([1_700_000_000_000, 1_700_000_000_001, 1_700_000_000_002], times);
+        await StopAsync(run);
+    }
+
     private CollectorSettings TextfileSettings() => new() { TextfileDirectory = _directory.Path, Interval = LongInterval };
 
     private CollectorRunner Runner(ICollector collector, TimeProvider time, TimeSpan interval) =>
@@ -248,6 +269,12 @@ public sealed class CollectOnChangeTests : IDisposable
     {
         await _stop.CancelAsync();
         await Assert.ThrowsAnyAsync<OperationCanceledException>(() => run.DefaultTimeout());
+    }
+
+    /// <summary>A wall clock that stands still; timers and timestamps are the system's.</summary>
+    internal sealed class FrozenWallClock(DateTimeOffset now) : TimeProvider
+    {
+        public override DateTimeOffset GetUtcNow() => now;
     }
 
     /// <summary>A source the test changes by hand, with a watch the test fires (or does not: a missed event).</summary>

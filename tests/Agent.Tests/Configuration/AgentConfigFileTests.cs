@@ -154,6 +154,15 @@ public sealed class AgentConfigFileTests
     }
 
     [Fact]
+    public void TheShippedExampleConfig_IsValid_AndWatchesTheTextfileDirectory()
+    {
+        var options = AgentConfigFile.Load(Path.Combine(RepoPaths.Root, "deploy", "agent", "agent.json"));
+
+        Assert.True(options.Collectors["textfile"].Watch);
+        Assert.Equal("/var/lib/fleet-agent/textfile", options.Collectors["textfile"].TextfileDirectory);
+    }
+
+    [Fact]
     public void NoCollectorsSection_EnablesTheHostDefaults()
     {
         var options = AgentConfigFile.Parse("{}", "agent.json");
