@@ -204,7 +204,7 @@ fi
 
 ratio() { # ratio of the p-field $2 between systems $3 and $4 in file $1
   local a b; a=$(grep " $3 " "$1" | sed -n "s/.* $2 *\([0-9.]*\) s.*/\1/p"); b=$(grep " $4 " "$1" | sed -n "s/.* $2 *\([0-9.]*\) s.*/\1/p")
-  [ -n "$a" ] && [ -n "$b" ] && echo "scale=2; $a / $b" | bc -l || echo "?"
+  [ -n "$a" ] && [ -n "$b" ] && echo "scale=3; $a / $b" | bc -l || echo "?"
 }
 echo "ratio fleet-tuned/am-tuned: p50 $(ratio "$work/tuned.txt" p50 fleet-tuned am-tuned)  p90 $(ratio "$work/tuned.txt" p90 fleet-tuned am-tuned)  p99 $(ratio "$work/tuned.txt" p99 fleet-tuned am-tuned)  (goal p99 <= 0.6)"
 [ "$default_alerts" -gt 0 ] && echo "ratio fleet-defaults/am-defaults: p50 $(ratio "$work/defaults.txt" p50 fleet-defaults am-defaults)  p99 $(ratio "$work/defaults.txt" p99 fleet-defaults am-defaults)"
