@@ -5,18 +5,21 @@
 # records when each system's webhook reaches its receiver. Latency = arrival - t0. One alert at a time, a random
 # 0.5-1.5 s gap after each has arrived everywhere and gone back to 0; `for: 0` on both sides; one Alertmanager
 # group per alert (group_by ['...']), so every alert is a new group and group_wait applies to each.
-#   pass "tuned":    Fleet agent textfile collection 1 s, metric flush 0.1 s (the lowest it accepts); coordinator in
-#                    embedded mode (SQLite, in-memory MassTransit), Fleet:Notifications:GroupWait 0;
+#   pass "tuned":    Fleet agent textfile collection 1 s (and on change: collectors.textfile.watch, on by default),
+#                    metric flush 0.1 s (the lowest it accepts); coordinator in embedded mode (SQLite, in-memory
+#                    MassTransit), Fleet:Notifications:GroupWait 0;
 #                    Prometheus scrape 1 s + evaluation 1 s; Alertmanager group_wait 0 s, group_interval 1 s.
-#   pass "defaults": every tool as shipped: Fleet agent collection 10 s and flush 10 s; Prometheus's global defaults
-#                    (scrape 1 m, evaluation 1 m); Alertmanager's (group_wait 30 s, group_interval 5 m). Alerts
-#                    take minutes here, so up to 4 are in flight at once, fired 10-30 s apart (distinct series and
-#                    groups, so they do not wait on each other).
+#   pass "defaults": every tool as shipped: Fleet agent collection 10 s (and on change) and flush 10 s, a coordinator
+#                    of its own with no Notifications setting but the receiver and route (GroupWait at its 1 s
+#                    default); Prometheus's global defaults (scrape 1 m, evaluation 1 m); Alertmanager's
+#                    (group_wait 30 s, group_interval 5 m). Alerts take minutes here, so up to 4 are in flight at
+#                    once, fired 10-30 s apart (distinct series and groups, so they do not wait on each other).
 # Prints p50/p90/p99/max per system, the Fleet/Alertmanager ratios, and where Fleet's time goes (from the
 # coordinator's SQLite: sample time, batch receipt, transition, notification row). Exit 1 if an alert never arrived.
 #   bench/scenarios/alertlatency.sh [alerts (default 100)] [alerts in the defaults pass (default 12; 0 skips it)]
 # FLEET_BENCH_AGENT=aot uses the NativeAOT agent (default: the Release build on the JIT); FLEET_BENCH_NO_BUILD=1 skips the
-# Release builds; FLEET_BENCH_KEEP=1 keeps the work directory.
+# Release builds; FLEET_BENCH_KEEP=1 keeps the work directory; FLEET_BENCH_TEXTFILE_WATCH=false turns the agent's
+# collect-on-change off in both passes (collection on the interval only, as before it existed).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 alerts=${1:-100}; default_alerts=${2:-12}
@@ -24,17 +27,18 @@ command -v prometheus-alertmanager >/dev/null || { apt-get update -qq && apt-get
 command -v prometheus >/dev/null || { apt-get update -qq && apt-get install -y -qq --no-install-recommends prometheus >/dev/null; }
 command -v prometheus-node-exporter >/dev/null || { apt-get update -qq && apt-get install -y -qq --no-install-recommends prometheus-node-exporter >/dev/null; }
 work=$(mktemp -d /tmp/fleet-alertlatency.XXXXXX); chmod 755 "$work"
-pids=()
+pids=(); pass_pids=()
 cleanup() {
-  for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
-  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+  for p in "${pass_pids[@]}" "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+  for p in "${pass_pids[@]}" "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
   [ -n "${FLEET_BENCH_KEEP:-}" ] && echo "kept $work" || rm -rf "$work"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 base=$((28000 + RANDOM % 500))
-rest=$base; grpc=$((base + 500)); recv=$((base + 1000)); node=$((base + 1001))
-prom=$((base + 1002)); am=$((base + 1003))
+recv=$((base + 1000)); node=$((base + 1001)); prom=$((base + 1002)); am=$((base + 1003))
+watch=${FLEET_BENCH_TEXTFILE_WATCH:-true}
+case "$watch" in true|false) ;; *) echo "FLEET_BENCH_TEXTFILE_WATCH must be true or false, not '$watch'" >&2; exit 2 ;; esac
 textfile="$work/textfile"; mkdir -p "$textfile"
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), load $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "versions: $(prometheus --version 2>&1 | head -1 | cut -d' ' -f1-3); $(prometheus-alertmanager --version 2>&1 | head -1 | cut -d' ' -f1-3); $(prometheus-node-exporter --version 2>&1 | head -1 | cut -d' ' -f1-3)"
@@ -48,31 +52,35 @@ else
   agent_cmd=(dotnet src/Agent/bin/Release/net10.0/fleet-agent.dll); agent_kind="Release build (JIT)"
 fi
 
-# The coordinator in embedded mode (SQLite, in-process presence, MassTransit in memory), without its own agent:
-# one webhook receiver, one route for the bench rule only.
-Fleet__Listen__RestPort=$rest Fleet__Listen__GrpcPort=$grpc Fleet__DataDirectory="$work/data" Fleet__EmbeddedAgent__Enabled=false \
-  Fleet__Notifications__Receivers__bench__Kind=webhook Fleet__Notifications__Receivers__bench__Url="http://127.0.0.1:$recv/fleet" \
-  Fleet__Notifications__Receivers__bench__Secret=bench Fleet__Notifications__Routes__0__Receivers__0=bench \
-  Fleet__Notifications__Routes__0__Matchers__0=alertname=bench-alert Fleet__Notifications__GroupWait=00:00:00 \
-  Logging__LogLevel__Default=Warning dotnet src/Coordinator/bin/Release/net10.0/Fleet.Coordinator.dll >"$work/coordinator.log" 2>&1 &
-pids+=($!)
-until curl -sf "http://127.0.0.1:$rest/readyz" >/dev/null; do sleep 0.5; done
-curl -sf -X POST "http://127.0.0.1:$rest/api/v1/rules" -H 'Content-Type: application/json' -d @- >/dev/null <<'JSON' || { echo "creating the Fleet rule failed"; exit 1; }
-{ "yaml": "name: bench-alert\nkind: threshold\nseverity: warning\nexpr: bench_alert > 0.5\nfor: 0s\nsummary: \"bench alert {{n}}\"\n" }
-JSON
-
 prometheus-node-exporter --web.listen-address=127.0.0.1:$node --collector.disable-defaults --collector.textfile \
   --collector.textfile.directory="$textfile" >"$work/node.log" 2>&1 &
 pids+=($!)
 
-# start_pass NAME COLLECTOR_JSON FLUSH_JSON PROM_GLOBAL AM_ROUTE_TIMING: the agent, Prometheus and Alertmanager of one pass.
-pass_pids=()
+# The coordinator of one pass, in embedded mode (SQLite, in-process presence, MassTransit in memory), without its own
+# agent: one webhook receiver, one route for the bench rule only; the extra environment (NAME=VALUE ...) is the pass's
+# tuning. Its data directory is $work/NAME/data; ports differ per pass.
+start_coordinator() {
+  local name=$1 offset=$2; shift 2
+  rest=$((base + offset)); grpc=$((base + 500 + offset))
+  env "$@" Fleet__Listen__RestPort=$rest Fleet__Listen__GrpcPort=$grpc Fleet__DataDirectory="$work/$name/data" Fleet__EmbeddedAgent__Enabled=false \
+    Fleet__Notifications__Receivers__bench__Kind=webhook Fleet__Notifications__Receivers__bench__Url="http://127.0.0.1:$recv/fleet" \
+    Fleet__Notifications__Receivers__bench__Secret=bench Fleet__Notifications__Routes__0__Receivers__0=bench \
+    Fleet__Notifications__Routes__0__Matchers__0=alertname=bench-alert \
+    Logging__LogLevel__Default=Warning dotnet src/Coordinator/bin/Release/net10.0/Fleet.Coordinator.dll >"$work/$name/coordinator.log" 2>&1 &
+  pass_pids+=($!)
+  until curl -sf "http://127.0.0.1:$rest/readyz" >/dev/null; do sleep 0.5; done
+  curl -sf -X POST "http://127.0.0.1:$rest/api/v1/rules" -H 'Content-Type: application/json' -d @- >/dev/null <<'JSON' || { echo "creating the Fleet rule failed"; exit 1; }
+{ "yaml": "name: bench-alert\nkind: threshold\nseverity: warning\nexpr: bench_alert > 0.5\nfor: 0s\nsummary: \"bench alert {{n}}\"\n" }
+JSON
+}
+
+# start_pass NAME COLLECTOR_JSON FLUSH_JSON PROM_GLOBAL AM_ROUTE_TIMING: the agent, Prometheus and Alertmanager of one pass
+# (after start_coordinator).
 start_pass() {
   local name=$1 collector=$2 flush=$3 prom_global=$4 am_timing=$5 d="$work/$1"
-  mkdir -p "$d"
   cat >"$d/agent.json" <<JSON
 { "coordinator": "http://127.0.0.1:$grpc", "agentId": "fleet-$name", "stateDirectory": "$d/agent-state",
-  "collectors": { "textfile": { "directory": "$textfile" $collector } } $flush }
+  "collectors": { "textfile": { "directory": "$textfile", "watch": $watch $collector } } $flush }
 JSON
   "${agent_cmd[@]}" --config "$d/agent.json" >"$d/agent.log" 2>&1 &
   pass_pids+=($!)
@@ -108,19 +116,23 @@ YAML
   prometheus --config.file="$d/prometheus.yml" --storage.tsdb.path="$d/prom-data" --web.listen-address=127.0.0.1:$prom \
     >"$d/prometheus.log" 2>&1 &
   pass_pids+=($!)
-  pids+=("${pass_pids[@]}")
 }
 stop_pass() {
   for p in "${pass_pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
   for p in "${pass_pids[@]}"; do wait "$p" 2>/dev/null || true; done
   pass_pids=()
 }
+coordinator_warnings() { # NAME: the first warnings of that pass's coordinator
+  grep -E "^(warn|fail|crit)" "$work/$1/coordinator.log" | grep -v "EntityFrameworkCore.Query\[10102\]" | head -5 | sed "s/^/  coordinator ($1): /" || true
+}
 
 ( while sleep 5; do cut -d' ' -f1 /proc/loadavg >>"$work/load"; done ) &
 pids+=($!)
 loadrange() { sort -n "$work/load" | sed -n '1p;$p' | paste -sd- ; }
 status=0
-echo "pass tuned: $alerts alerts, one at a time; Fleet agent: $agent_kind"
+echo "pass tuned: $alerts alerts, one at a time; Fleet agent: $agent_kind, collectors.textfile.watch $watch"
+mkdir -p "$work/tuned" "$work/defaults"
+start_coordinator tuned 0 Fleet__Notifications__GroupWait=00:00:00
 start_pass tuned ', "intervalSeconds": 1' ', "metricsFlushSeconds": 0.1' \
   'global: { scrape_interval: 1s, scrape_timeout: 1s, evaluation_interval: 1s }' \
   '  group_wait: 0s
@@ -139,9 +151,10 @@ def frac(stamp): # fractional second of an RFC 3339 time (the interval is 1 s, s
 scrape = frac(get("/api/v1/targets")["activeTargets"][0]["lastScrape"]); evaluation = frac(get("/api/v1/rules")["groups"][0]["lastEvaluation"])
 print(f"prometheus (tuned): the rule group is evaluated {(evaluation - scrape) % 1:.3f} s after each scrape")
 PY
+coordinator_warnings tuned
 stop_pass
 
-python3 - "$work/data/fleet.db" "$work/results.tsv" <<'PY' || true
+python3 - "$work/tuned/data/fleet.db" "$work/results.tsv" <<'PY' || true
 # Where Fleet's time goes, per alert of the tuned pass, from the coordinator's own rows (same host clock):
 # t0 -> sample (textfile collection), sample -> batch received (flush + outbox + gRPC), received -> transition
 # (commit + evaluation), transition -> notification row (router), row -> arrival (MassTransit + claim + HTTP).
@@ -181,18 +194,19 @@ PY
 if [ "$default_alerts" -gt 0 ]; then
   echo "pass defaults: $default_alerts alerts, up to 4 in flight, fired 10-30 s apart"
   : >"$textfile/bench.prom"
+  start_coordinator defaults 1 # nothing but the receiver and route: Fleet:Notifications:GroupWait stays at its default
   start_pass defaults '' '' 'global: {}' ''
   python3 bench/scenarios/alertlatency.py --dir "$textfile" --port "$recv" --systems fleet-defaults,am-defaults --alerts "$default_alerts" \
     --first 1001 --gap 10,30 --inflight 4 --timeout 400 --warmup-timeout 400 --out "$work/results.tsv" --label defaults | tee "$work/defaults.txt" || status=1
+  coordinator_warnings defaults
   stop_pass
 fi
 
 ratio() { # ratio of the p-field $2 between systems $3 and $4 in file $1
   local a b; a=$(grep " $3 " "$1" | sed -n "s/.* $2 *\([0-9.]*\) s.*/\1/p"); b=$(grep " $4 " "$1" | sed -n "s/.* $2 *\([0-9.]*\) s.*/\1/p")
-  [ -n "$a" ] && [ -n "$b" ] && echo "scale=2; $a / $b" | bc -l || echo "?"
+  [ -n "$a" ] && [ -n "$b" ] && echo "scale=3; $a / $b" | bc -l || echo "?"
 }
 echo "ratio fleet-tuned/am-tuned: p50 $(ratio "$work/tuned.txt" p50 fleet-tuned am-tuned)  p90 $(ratio "$work/tuned.txt" p90 fleet-tuned am-tuned)  p99 $(ratio "$work/tuned.txt" p99 fleet-tuned am-tuned)  (goal p99 <= 0.6)"
 [ "$default_alerts" -gt 0 ] && echo "ratio fleet-defaults/am-defaults: p50 $(ratio "$work/defaults.txt" p50 fleet-defaults am-defaults)  p99 $(ratio "$work/defaults.txt" p99 fleet-defaults am-defaults)"
 echo "1-minute load average (sampled every 5 s): tuned pass $load_tuned; whole run $(loadrange)"
-grep -E "^(warn|fail|crit)" "$work/coordinator.log" | grep -v "EntityFrameworkCore.Query\[10102\]" | head -5 | sed 's/^/  coordinator: /' || true
 exit $status

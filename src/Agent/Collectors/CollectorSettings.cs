@@ -22,4 +22,11 @@ public sealed class CollectorSettings
 
     /// <summary>For "textfile": the directory whose <c>*.prom</c> files are read.</summary>
     public string? TextfileDirectory { get; init; }
+
+    /// <summary>
+    /// For collectors that can watch their source (<see cref="IWatchableCollector"/>: "textfile"): also collect as soon
+    /// as the source changes (a <c>*.prom</c> file created, written, renamed into place or deleted), not only every
+    /// <see cref="Interval"/>, and send those samples at once. The interval stays the fallback for missed events.
+    /// </summary>
+    public bool Watch { get; init; } = true;
 }

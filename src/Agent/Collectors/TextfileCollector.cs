@@ -14,8 +14,13 @@ namespace Fleet.Agent.Collectors;
 /// Writers should write <c>name.prom.tmp</c> (or any name not ending in <c>.prom</c>) and rename it into place: each
 /// file is read whole from one open, so a collection sees the old or the new content, never half of it.
 /// </para>
+/// <para>
+/// <see cref="Watch"/> watches the directory (inotify, through <see cref="FileSystemWatcher"/>) for <c>*.prom</c> files
+/// created, written, renamed (into or out of place) or deleted; a temporary file that does not end in <c>.prom</c> is
+/// not reported until it is renamed into place.
+/// </para>
 /// </summary>
-public sealed class TextfileCollector : ICollector
+public sealed class TextfileCollector : IWatchableCollector
 {
     internal const long MaxFileBytes = 4 * 1024 * 1024;
 
@@ -33,6 +38,34 @@ public sealed class TextfileCollector : ICollector
     }
 
     public string Name => "textfile";
+
+    /// <inheritdoc />
+    public IDisposable Watch(Action changed, Action<Exception> failed)
+    {
+        ArgumentNullException.ThrowIfNull(changed);
+        ArgumentNullException.ThrowIfNull(failed);
+        var watcher = new FileSystemWatcher(_directory, "*.prom") // ArgumentException when the directory does not exist
+        {
+            IncludeSubdirectories = false,
+            NotifyFilter = NotifyFilters.FileName | NotifyFilters.LastWrite | NotifyFilters.Size,
+        };
+        try
+        {
+            FileSystemEventHandler onEvent = (_, _) => changed();
+            watcher.Created += onEvent;
+            watcher.Changed += onEvent;
+            watcher.Deleted += onEvent;
+            watcher.Renamed += (_, _) => changed(); // raised when the old or the new name matches: x.prom.tmp -> x.prom
+            watcher.Error += (_, e) => failed(e.GetException());
+            watcher.EnableRaisingEvents = true; // IOException when inotify's limits are reached
+            return watcher;
+        }
+        catch
+        {
+            watcher.Dispose();
+            throw;
+        }
+    }
 
     public ValueTask CollectAsync(MetricWriter writer, CancellationToken cancellationToken)
     {

@@ -134,12 +134,14 @@ public static partial class AgentConfigFile
                 var timeout = Seconds(c.TimeoutSeconds, $"collectors.{name}.timeoutSeconds", Math.Min(5, interval.TotalSeconds), 0.01, 3600, Fail);
                 if (name == "textfile" && string.IsNullOrWhiteSpace(c.Directory)) Fail($"collectors.{name}.directory", "a directory of *.prom files is required");
                 if (name == "process" && (c.Names is null || c.Names.Length == 0)) Fail($"collectors.{name}.names", "name at least one process name or pattern, e.g. [\"node\", \"postgres\"]");
+                if (name != "textfile" && c.Watch is not null) Fail($"collectors.{name}.watch", "only the textfile collector watches its source");
                 options.Collectors[name] = new Collectors.CollectorSettings
                 {
                     Interval = interval,
                     Timeout = timeout,
                     Processes = c.Names ?? [],
                     TextfileDirectory = c.Directory,
+                    Watch = c.Watch ?? true,
                 };
             }
         }
@@ -234,6 +236,8 @@ public sealed class CollectorConfigDocument
     public string[]? Names { get; set; }
     /// <summary>textfile: directory of *.prom files.</summary>
     public string? Directory { get; set; }
+    /// <summary>textfile: collect as soon as a *.prom file changes (inotify), not only every interval. Default true.</summary>
+    public bool? Watch { get; set; }
 }
 
 public sealed class ProbeConfigDocument

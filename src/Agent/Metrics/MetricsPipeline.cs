@@ -10,7 +10,8 @@ namespace Fleet.Agent.Metrics;
 
 /// <summary>
 /// Runs every enabled collector and probe on its own interval and writes what they produce to the durable outbox
-/// as one metric batch per flush interval, so a coordinator outage loses nothing up to the outbox's bound.
+/// as one metric batch per flush interval, so a coordinator outage loses nothing up to the outbox's bound. A full
+/// batch, and the samples of a collection triggered by a change of a watched source, are written at once.
 /// </summary>
 public sealed partial class MetricsPipeline(
     AgentOptions options,
@@ -27,6 +28,9 @@ public sealed partial class MetricsPipeline(
     List<MetricSample> samples = [];
     List<ProbeResult> probes = [];
     readonly SemaphoreSlim flushNow = new(0, 1);
+
+    /// <summary>The time of the latest flush's own samples; each flush gets a later millisecond (under <see cref="gate"/>).</summary>
+    long lastFlushUnixMs = long.MinValue;
 
     readonly Dictionary<string, CollectorRunner> collectors = new(StringComparer.Ordinal);
 
@@ -58,7 +62,7 @@ public sealed partial class MetricsPipeline(
         foreach (var (name, settings) in options.Collectors)
         {
             var collector = CollectorRegistry.Default.Create(name, settings);
-            var runner = new CollectorRunner(collector, settings, AddSamplesAsync, time, loggers.CreateLogger("Fleet.Agent.Collectors." + name));
+            var runner = new CollectorRunner(collector, settings, AddSamplesAsync, time, loggers.CreateLogger("Fleet.Agent.Collectors." + name), FlushSoon);
             collectors[name] = runner;
             runners.Add(RunQuietlyAsync(runner.RunAsync, stoppingToken));
         }
@@ -76,12 +80,23 @@ public sealed partial class MetricsPipeline(
         using var timer = new PeriodicTimer(options.MetricsFlushInterval, time);
         try
         {
-            while (!stoppingToken.IsCancellationRequested)
+            // One pending wait of each kind, kept across iterations: a periodic timer takes one waiter at a time, and a
+            // semaphore wait left behind would swallow the next "flush now".
+            var tick = timer.WaitForNextTickAsync(stoppingToken).AsTask();
+            var nudge = flushNow.WaitAsync(stoppingToken);
+            while (true)
             {
-                var tick = timer.WaitForNextTickAsync(stoppingToken).AsTask();
-                await Task.WhenAny(tick, flushNow.WaitAsync(stoppingToken));
+                if (await Task.WhenAny(tick, nudge) == tick)
+                {
+                    if (!await tick) break;
+                    tick = timer.WaitForNextTickAsync(stoppingToken).AsTask();
+                }
+                else
+                {
+                    await nudge;
+                    nudge = flushNow.WaitAsync(stoppingToken);
+                }
                 await FlushAsync(CancellationToken.None);
-                if (tick.IsCompleted && !await tick) break;
             }
         }
         catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested) { }
@@ -109,11 +124,16 @@ public sealed partial class MetricsPipeline(
             samples.AddRange(batch);
             full = samples.Count >= MaxSamplesPerBatch;
         }
-        if (full && flushNow.CurrentCount == 0)
-        {
-            try { flushNow.Release(); } catch (SemaphoreFullException) { }
-        }
+        if (full) FlushSoon();
         return ValueTask.CompletedTask;
+    }
+
+    /// <summary>Writes what is waiting to the outbox now rather than at the next flush tick: when a batch is full, and
+    /// after a collection triggered by a change (the textfile watch), so a changed value is sent at once.</summary>
+    void FlushSoon()
+    {
+        if (flushNow.CurrentCount != 0) return;
+        try { flushNow.Release(); } catch (SemaphoreFullException) { }
     }
 
     ValueTask AddProbeAsync(ProbeResult result, CancellationToken cancellationToken)
@@ -131,13 +151,17 @@ public sealed partial class MetricsPipeline(
     {
         List<MetricSample> s;
         List<ProbeResult> p;
+        long flushUnixMs;
         lock (gate)
         {
             if (samples.Count == 0 && probes.Count == 0) return false;
             (s, samples) = (samples, []);
             (p, probes) = (probes, []);
+            // Two flushes can fall in one millisecond ("flush now" right before a tick), and the coordinator keys
+            // samples by (agent, name, labels, time): the outbox samples of each flush get their own.
+            flushUnixMs = lastFlushUnixMs = Math.Max(time.GetUtcNow().ToUnixTimeMilliseconds(), lastFlushUnixMs + 1);
         }
-        if (s.Count > 0) AddOutboxSamples(s, time.GetUtcNow().ToUnixTimeMilliseconds());
+        if (s.Count > 0) AddOutboxSamples(s, flushUnixMs);
         foreach (var metrics in Split(s, p, options.MaxMessageBytes - EnvelopeBytes))
         {
             var batch = new Batch { CreatedAt = Timestamp.FromDateTimeOffset(time.GetUtcNow()), Metrics = metrics };

@@ -144,6 +144,25 @@ public sealed class AgentConfigFileTests
     }
 
     [Fact]
+    public void TextfileWatch_IsOnByDefault_AndCanBeTurnedOff()
+    {
+        var on = AgentConfigFile.Parse("""{ "collectors": { "textfile": { "directory": "/d" } } }""", "agent.json");
+        var off = AgentConfigFile.Parse("""{ "collectors": { "textfile": { "directory": "/d", "watch": false } } }""", "agent.json");
+
+        Assert.True(on.Collectors["textfile"].Watch);
+        Assert.False(off.Collectors["textfile"].Watch);
+    }
+
+    [Fact]
+    public void TheShippedExampleConfig_IsValid_AndWatchesTheTextfileDirectory()
+    {
+        var options = AgentConfigFile.Load(Path.Combine(RepoPaths.Root, "deploy", "agent", "agent.json"));
+
+        Assert.True(options.Collectors["textfile"].Watch);
+        Assert.Equal("/var/lib/fleet-agent/textfile", options.Collectors["textfile"].TextfileDirectory);
+    }
+
+    [Fact]
     public void NoCollectorsSection_EnablesTheHostDefaults()
     {
         var options = AgentConfigFile.Parse("{}", "agent.json");
@@ -156,6 +175,8 @@ public sealed class AgentConfigFileTests
     [InlineData("""{ "collectors": { "cpu": { "intervalSeconds": 0 } } }""", "collectors.cpu.intervalSeconds", "out of range")]
     [InlineData("""{ "collectors": { "process": {} } }""", "collectors.process.names", "process name")]
     [InlineData("""{ "collectors": { "textfile": {} } }""", "collectors.textfile.directory", "directory")]
+    [InlineData("""{ "collectors": { "textfile": { "directory": "/d", "watch": "yes" } } }""", "collectors.textfile.watch", "true or false")]
+    [InlineData("""{ "collectors": { "cpu": { "watch": true } } }""", "collectors.cpu.watch", "only the textfile collector")]
     [InlineData("""{ "probes": [ { "name": "x", "kind": "mqtt" } ] }""", "probes[0].kind", "'mqtt' is not a probe kind")]
     [InlineData("""{ "probes": [ { "name": "a", "kind": "tcp", "address": "h:1" }, { "name": "a", "kind": "tcp", "address": "h:2" } ] }""", "probes[1].name", "unique")]
     [InlineData("""{ "probes": [ { "name": "app", "kind": "http", "url": "ftp://x" } ] }""", "probes[0].url", "'ftp://x'")]

@@ -4,7 +4,9 @@ using Fleet.Agent.Metrics;
 using Fleet.Agent.Outbox;
 using Fleet.Agent.Probes;
 using Fleet.Protocol.V1;
+using Fleet.Agent.Tests.Outbox;
 using Fleet.Testing;
+using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
 
 namespace Fleet.Agent.Tests.Metrics;
@@ -79,5 +81,85 @@ public sealed class MetricsPipelineTests
         central.Apply(new AgentConfig());
         Assert.Equal(TimeSpan.FromSeconds(10), pipeline.Intervals["memory"]);
         await pipeline.StopAsync(CancellationToken.None);
+    }
+
+    [Fact]
+    public async Task A_textfile_change_reaches_the_outbox_at_once_not_at_the_next_flush()
+    {
+        using var state = new TempDirectory();
+        using var textfile = new TempDirectory();
+        var options = new AgentOptions
+        {
+            StateDirectory = state.Path,
+            MetricsFlushInterval = TimeSpan.FromHours(1), // only the change-triggered "flush now" can explain a batch
+            Collectors = new() { ["textfile"] = new CollectorSettings { Interval = TimeSpan.FromHours(1), TextfileDirectory = textfile.Path } },
+        };
+        await using var outbox = DurableOutbox.Open(new OutboxOptions { Directory = state.Combine("outbox") }, NullLogger<DurableOutbox>.Instance);
+        using var loggers = new ListLoggerFactory();
+        var pipeline = new MetricsPipeline(options, new CentralConfig(), outbox, TimeProvider.System, loggers, NullLogger<MetricsPipeline>.Instance);
+        await pipeline.StartAsync(CancellationToken.None);
+        await Eventually.UntilAsync(() => loggers.Logger.Has(LogLevel.Information, "watches its source"), "the textfile watch to be set up");
+
+        File.WriteAllText(textfile.Combine("app.prom.tmp"), "app_ready 1\n");
+        File.Move(textfile.Combine("app.prom.tmp"), textfile.Combine("app.prom"));
+
+        var samples = new List<MetricSample>();
+        using var read = new CancellationTokenSource(TimeSpan.FromSeconds(5)); // a hair of the hour-long intervals
+        while (!samples.Any(s => s.Name == "app_ready" && s.Value == 1))
+        {
+            var record = await outbox.ReadNextAsync(read.Token);
+            samples.AddRange(Batch.Parser.ParseFrom(record.Payload.Span).Metrics.Samples);
+        }
+        await pipeline.StopAsync(CancellationToken.None);
+
+        Assert.Contains(samples, s => s.Name == "agent.collector.change_collections_total" && s.Value >= 1);
+    }
+
+    [Fact]
+    public async Task Flushes_that_fall_in_one_millisecond_stamp_their_outbox_samples_with_distinct_times()
+    {
+        using var state = new TempDirectory();
+        using var textfile = new TempDirectory();
+        var options = new AgentOptions
+        {
+            StateDirectory = state.Path,
+            MetricsFlushInterval = TimeSpan.FromHours(1),
+            Collectors = new() { ["textfile"] = new CollectorSettings { Interval = TimeSpan.FromHours(1), TextfileDirectory = textfile.Path } },
+        };
+        await using var outbox = DurableOutbox.Open(new OutboxOptions { Directory = state.Combine("outbox") }, NullLogger<DurableOutbox>.Instance);
+        using var loggers = new ListLoggerFactory();
+        var clock = new Collectors.CollectOnChangeTests.FrozenWallClock(DateTimeOffset.FromUnixTimeMilliseconds(1_700_000_000_000));
+        var pipeline = new MetricsPipeline(options, new CentralConfig(), outbox, clock, loggers, NullLogger<MetricsPipeline>.Instance);
+        await pipeline.StartAsync(CancellationToken.None);
+        await Eventually.UntilAsync(() => loggers.Logger.Has(LogLevel.Information, "watches its source"), "the textfile watch to be set up");
+
+        var samples = new List<MetricSample>();
+        using var read = new CancellationTokenSource(TimeSpan.FromSeconds(10));
+        for (var value = 1; value <= 2; value++) // two change-triggered flushes, one after the other
+        {
+            File.WriteAllText(textfile.Combine("app.prom.tmp"), $"app_ready {value}\n");
+            File.Move(textfile.Combine("app.prom.tmp"), textfile.Combine("app.prom"), overwrite: true);
+            while (!samples.Any(s => s.Name == "app_ready" && s.Value == value))
+            {
+                var record = await outbox.ReadNextAsync(read.Token);
+                samples.AddRange(Batch.Parser.ParseFrom(record.Payload.Span).Metrics.Samples);
+            }
+        }
+        await pipeline.StopAsync(CancellationToken.None);
+
+        var flushTimes = samples.Where(s => s.Name == "agent.outbox.pending_records").Select(s => s.TimeUnixMs).ToList();
+        Assert.True(flushTimes.Count >= 2);
+        Assert.Equal(flushTimes.Count, flushTimes.Distinct().Count());
+        var appTimes = samples.Where(s => s.Name == "app_ready").Select(s => s.TimeUnixMs).ToList();
+        Assert.Equal(appTimes.Count, appTimes.Distinct().Count());
+    }
+
+    /// <summary>Hands one capturing logger to every category.</summary>
+    private sealed class ListLoggerFactory : ILoggerFactory
+    {
+        public ListLogger<MetricsPipeline> Logger { get; } = new();
+        public ILogger CreateLogger(string categoryName) => Logger;
+        public void AddProvider(ILoggerProvider provider) { }
+        public void Dispose() { }
     }
 }
