@@ -32,11 +32,13 @@ sealed class MetricsIngestHandler(ILatestMetrics latest) : IBatchPayloadHandler
                     throw new ArgumentException($"metrics.samples.value of '{s.Name}' is {s.Value}; only finite numbers are stored");
                 rows.Add((agentId, s.Name, MetricLabels.Canonical(s.Labels), Time(s.TimeUnixMs), s.Value));
             }
+        // A sample key (agent, name, labels, time) seen twice, in one group or in a batch stored before, is stored once: the
+        // first value wins. A duplicate is an agent's mistake, never a reason to refuse the batch (that would stall its stream).
+        rows = rows.DistinctBy(r => (r.AgentId, r.Name, r.Labels, r.Time)).ToList();
         if (db.Database.IsNpgsql())
             await CopyAsync(db, rows, cancellationToken);
         else
-            foreach (var r in rows)
-                db.Set<MetricSampleRecord>().Add(new MetricSampleRecord { AgentId = r.AgentId, Name = r.Name, Labels = r.Labels, Time = r.Time, Value = r.Value });
+            await InsertSqliteAsync(db, rows, cancellationToken);
         await MetricRollups.UpsertAsync(db, MetricRollups.Aggregate(rows), cancellationToken);
         foreach (var (agentId, batch) in batches)
             AddProbes(db, agentId, batch);
@@ -60,6 +62,24 @@ sealed class MetricsIngestHandler(ILatestMetrics latest) : IBatchPayloadHandler
         latest.SetAsync(agentId, batch.Metrics.Samples, batch.Metrics.Probes, cancellationToken);
 
     static DateTime Time(long unixMs) => DateTimeOffset.FromUnixTimeMilliseconds(unixMs).UtcDateTime;
+
+    /// <summary>SQLite: multi-row INSERT … ON CONFLICT DO NOTHING, 400 rows (2,000 parameters) a statement.</summary>
+    static async Task InsertSqliteAsync(FleetDbContext db, List<(string AgentId, string Name, string Labels, DateTime Time, double Value)> samples, CancellationToken cancellationToken)
+    {
+        foreach (var chunk in samples.Chunk(400))
+        {
+            var sql = new System.Text.StringBuilder("""INSERT INTO metric_samples ("AgentId", "Name", "Labels", "Time", "Value") VALUES """);
+            var parameters = new List<object>(chunk.Length * 5);
+            for (var i = 0; i < chunk.Length; i++)
+            {
+                var n = i * 5;
+                sql.Append(i == 0 ? "" : ", ").Append($"({{{n}}}, {{{n + 1}}}, {{{n + 2}}}, {{{n + 3}}}, {{{n + 4}}})");
+                parameters.AddRange([chunk[i].AgentId, chunk[i].Name, chunk[i].Labels, chunk[i].Time, chunk[i].Value]);
+            }
+            sql.Append(" ON CONFLICT DO NOTHING");
+            await db.Database.ExecuteSqlRawAsync(sql.ToString(), parameters, cancellationToken);
+        }
+    }
 
     static async Task CopyAsync(FleetDbContext db, List<(string AgentId, string Name, string Labels, DateTime Time, double Value)> samples, CancellationToken cancellationToken)
     {

@@ -112,6 +112,26 @@ public sealed class MetricsIngestTests(PostgresDatabase postgres) : IClassFixtur
         Assert.Contains("step_seconds", badStep.Status.Detail);
     }
 
+    [Theory]
+    [MemberData(nameof(Stores))]
+    public async Task ASampleKeySentTwice_InOneBatchOrInALaterOne_IsStoredOnce_AndTheStreamGoesOn(Store store)
+    {
+        using var coordinator = Coordinator(store);
+        var id = "agent-" + Guid.NewGuid().ToString("N")[..10];
+        await using var stream = RawAgentStream.Open(coordinator.Channel());
+        await stream.HelloAsync(RawAgentStream.Hello(id));
+        var now = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds();
+        // Two collections stamped with one millisecond (an agent's mistake): one key, two values; then the key again later.
+        await stream.SendAsync(new AgentMessage { Batch = MetricsBatch(1, Sample("bench_alert", 0, now, ("n", "1")), Sample("bench_alert", 1, now, ("n", "1"))) });
+        Assert.Equal(CoordinatorMessage.BodyOneofCase.Ack, (await stream.ReceiveAsync()).BodyCase);
+        await stream.SendAsync(new AgentMessage { Batch = MetricsBatch(2, Sample("bench_alert", 1, now, ("n", "1")), Sample("bench_alert", 1, now + 1, ("n", "1"))) });
+        Assert.Equal(CoordinatorMessage.BodyOneofCase.Ack, (await stream.ReceiveAsync()).BodyCase);
+
+        await using var db = coordinator.Services.GetRequiredService<IDbContextFactory<FleetDbContext>>().CreateDbContext();
+        var stored = await db.Set<MetricSampleRecord>().Where(m => m.AgentId == id).OrderBy(m => m.Time).Select(m => m.Value).ToListAsync();
+        Assert.Equal([0.0, 1.0], stored); // the first value of the repeated key wins, the next millisecond is its own sample
+    }
+
     [Fact]
     public async Task NonFiniteValue_IsRejectedNamingTheField_AndNothingIsStored()
     {
