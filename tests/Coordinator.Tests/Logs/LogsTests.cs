@@ -86,8 +86,8 @@ public sealed class LogsTests(PostgresDatabase postgres) : IClassFixture<Postgre
     {
         using var coordinator = Coordinator(Store.Postgres);
         var dbFactory = coordinator.Services.GetRequiredService<IDbContextFactory<FleetDbContext>>();
-        var handler = coordinator.Services.GetServices<Agents.IBatchPayloadHandler>().OfType<LogsIngestHandler>().Single();
-        var ingest = coordinator.Services.GetRequiredService<Agents.BatchIngest>();
+        var handler = coordinator.Services.GetServices<Fleet.Coordinator.Agents.IBatchPayloadHandler>().OfType<LogsIngestHandler>().Single();
+        var ingest = coordinator.Services.GetRequiredService<Fleet.Coordinator.Agents.BatchIngest>();
         var id = NewAgentId();
         var now = DateTimeOffset.UtcNow;
 
@@ -115,7 +115,7 @@ public sealed class LogsTests(PostgresDatabase postgres) : IClassFixture<Postgre
         }, "the group's COPY waiting for the other writer");
         await otherTx.CommitAsync();
         await otherTx.DisposeAsync();
-        Assert.Equal(Agents.IngestOutcome.Stored, (await store.DefaultTimeout()).Outcome);
+        Assert.Equal(Fleet.Coordinator.Agents.IngestOutcome.Stored, (await store.DefaultTimeout()).Outcome);
 
         var rows = await RowsAsync(coordinator, id);
         Assert.Equal(["one", "two", "three", "four", "five"], rows.Select(r => r.Message));
