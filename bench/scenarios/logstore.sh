@@ -24,7 +24,7 @@ size=$(stat -c %s "$BENCH_WORK/lines.txt")
 echo "workload: $lines lines, $size bytes, generated before the clock; agent batchMaxBytes ${FLEET_BENCH_BATCH_BYTES:-262144 (default)}, outboxMaxMegabytes ${FLEET_BENCH_OUTBOX_MB:-256 (default)}"
 dotnet publish src/Agent -c Release -r linux-x64 -p:PublishAot=true -o "$BENCH_WORK/agent-bin" -nologo -v quiet >/dev/null
 bench_coordinator_start Fleet__EmbeddedAgent__Enabled=false Logging__LogLevel__Fleet.Coordinator.Logs.LogsIngestHandler=Debug \
-  Logging__LogLevel__Fleet.Coordinator.Agents.BatchIngest=Debug Logging__Console__FormatterName=simple Logging__Console__FormatterOptions__SingleLine=true
+  Logging__LogLevel__Fleet.Coordinator.Agents.BatchIngest=Debug Logging__LogLevel__Fleet.Coordinator.Logs.LogsIndexMerger=Debug Logging__Console__FormatterName=simple Logging__Console__FormatterOptions__SingleLine=true
 
 mkdir -p "$BENCH_WORK/logs"; : >"$BENCH_WORK/logs/app.log"
 batch=${FLEET_BENCH_BATCH_BYTES:+, \"batchMaxBytes\": $FLEET_BENCH_BATCH_BYTES}
@@ -58,8 +58,9 @@ echo "duplicates stored: $(bench_psql 'SELECT count(*) - count(DISTINCT "Message
 
 # Where the coordinator's time went (Debug timing logs), averaged per group.
 grep -o 'Stored a group of [0-9]* batches: .*' "$BENCH_WORK/coordinator.log" | awk '{n++; b+=$5; d+=$8; w+=$11; c+=$14} END {if (n) printf "BatchIngest: %d groups, %.1f batches/group; per group: dedupe %.1f ms, write %.1f ms, commit %.1f ms\n", n, b/n, d/n, w/n, c/n}'
-grep -o 'Stored [0-9]* log entries of .*' "$BENCH_WORK/coordinator.log" | sed 's/ ms//g; s/,//g' | awk '{n++; r+=$2; cv+=$9; cp+=$11; ins+=$13; o+=$16; f+=$18}
-  END {if (n) printf "LogsIngest: %d groups, %.0f rows/group; per group: convert %.1f ms, copy %.1f ms, insert %.1f ms, other SQL %.1f ms, followers %.1f ms\n", n, r/n, cv/n, cp/n, ins/n, o/n, f/n}'
+grep -o 'Stored [0-9]* log entries of .*' "$BENCH_WORK/coordinator.log" | sed 's/ ms//g; s/,//g' | awk '{n++; r+=$2; if ($8 == "(direct):") d++; cv+=$10; cp+=$12; ins+=$14; o+=$17; f+=$19}
+  END {if (n) printf "LogsIngest: %d groups (%d direct), %.0f rows/group; per group: convert %.1f ms, copy %.1f ms, insert/look-up %.1f ms, other SQL %.1f ms, followers %.1f ms\n", n, d, r/n, cv/n, cp/n, ins/n, o/n, f/n}'
+grep -c 'Merged [0-9]* pending-list pages' "$BENCH_WORK/coordinator.log" | sed 's/^/LogsIndexMerger: merges that found a pending list: /' || true
 grep -A1 'DurableOutbox' "$BENCH_WORK/agent.log" | grep -m1 -o 'Outbox is at its bound.*' | sed 's/^/agent: /' || true
 bench_psql "SELECT 'sizes: table ' || pg_size_pretty(pg_relation_size('log_entries')) || ', indexes ' || string_agg(indexrelid::regclass || ' ' || pg_size_pretty(pg_relation_size(indexrelid)), ', ') FROM pg_index WHERE indrelid = 'log_entries'::regclass"
 

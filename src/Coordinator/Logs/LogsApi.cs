@@ -25,12 +25,20 @@ public sealed class LogsOptions : IValidatableObject
     /// <summary>How often retention runs.</summary>
     public TimeSpan RetentionInterval { get; set; } = TimeSpan.FromHours(1);
 
+    /// <summary>
+    /// PostgreSQL: how often the search index's pending list is merged in the background (<see cref="LogsIndexMerger"/>),
+    /// so the ingest's transactions do not merge it themselves. Zero turns the background merge off.
+    /// </summary>
+    public TimeSpan IndexMergeInterval { get; set; } = TimeSpan.FromSeconds(1);
+
     public IEnumerable<ValidationResult> Validate(ValidationContext validationContext)
     {
         if (Retention < TimeSpan.FromDays(1))
             yield return new($"{Section}:Retention: '{Retention}' must be at least one day.", [nameof(Retention)]);
         if (RetentionInterval < TimeSpan.FromMinutes(1) || RetentionInterval > TimeSpan.FromDays(1))
             yield return new($"{Section}:RetentionInterval: '{RetentionInterval}' must be between 1 minute and 1 day.", [nameof(RetentionInterval)]);
+        if (IndexMergeInterval < TimeSpan.Zero || IndexMergeInterval > TimeSpan.FromHours(1))
+            yield return new($"{Section}:IndexMergeInterval: '{IndexMergeInterval}' must be between 0 (off) and 1 hour.", [nameof(IndexMergeInterval)]);
     }
 }
 

@@ -21,6 +21,7 @@ public static class LogsExtensions
         builder.Services.AddSingleton<IBatchPayloadHandler, LogsIngestHandler>();
         builder.Services.AddSingleton<LogsRetention>();
         builder.Services.AddHostedService(sp => sp.GetRequiredService<LogsRetention>());
+        builder.Services.AddHostedService<LogsIndexMerger>();
         return builder;
     }
 

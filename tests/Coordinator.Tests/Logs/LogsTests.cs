@@ -81,6 +81,47 @@ public sealed class LogsTests(PostgresDatabase postgres) : IClassFixture<Postgre
         Assert.Equal("error", found.Entries[0].Severity);
     }
 
+    [Fact]
+    public async Task Postgres_DirectCopy_StoresOnce_WhenAnEntryIsTwiceInAGroup_OrAnotherWriterStoresItMeanwhile()
+    {
+        using var coordinator = Coordinator(Store.Postgres);
+        var dbFactory = coordinator.Services.GetRequiredService<IDbContextFactory<FleetDbContext>>();
+        var handler = coordinator.Services.GetServices<Fleet.Coordinator.Agents.IBatchPayloadHandler>().OfType<LogsIngestHandler>().Single();
+        var ingest = coordinator.Services.GetRequiredService<Fleet.Coordinator.Agents.BatchIngest>();
+        var id = NewAgentId();
+        var now = DateTimeOffset.UtcNow;
+
+        // The same entry in two batches of one group (a batch re-read after a restart next to its first delivery): stored once.
+        await using (var db = dbFactory.CreateDbContext())
+        {
+            await using var tx = await db.Database.BeginTransactionAsync();
+            await handler.AddGroupAsync(db, [(id, LogsBatch(1, FileEntry("one", 0, now), FileEntry("two", 10, now))),
+                (id, LogsBatch(2, FileEntry("two", 10, now), FileEntry("three", 20, now)))], CancellationToken.None);
+            await tx.CommitAsync();
+        }
+        Assert.Equal(["one", "two", "three"], (await RowsAsync(coordinator, id)).Select(r => r.Message));
+
+        // Another writer stores "four" between the group's look-up (it sees nothing yet) and its COPY: the COPY waits for
+        // that writer, fails on the unique index when it commits, and the batch is stored again one by one, "four" once.
+        await using var other = dbFactory.CreateDbContext();
+        var otherTx = await other.Database.BeginTransactionAsync();
+        await handler.AddGroupAsync(other, [(id, LogsBatch(3, FileEntry("four", 30, now)))], CancellationToken.None);
+        var store = ingest.StoreAsync(id, LogsBatch(4, FileEntry("four", 30, now), FileEntry("five", 40, now)), CancellationToken.None);
+        await Eventually.UntilAsync(async () =>
+        {
+            await using var probe = dbFactory.CreateDbContext();
+            return await probe.Database.SqlQueryRaw<int>(
+                "SELECT count(*)::int AS \"Value\" FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE 'COPY log_entries%'").SingleAsync() > 0;
+        }, "the group's COPY waiting for the other writer");
+        await otherTx.CommitAsync();
+        await otherTx.DisposeAsync();
+        Assert.Equal(Fleet.Coordinator.Agents.IngestOutcome.Stored, (await store.DefaultTimeout()).Outcome);
+
+        var rows = await RowsAsync(coordinator, id);
+        Assert.Equal(["one", "two", "three", "four", "five"], rows.Select(r => r.Message));
+        Assert.Equal([0L, 10L, 20L, 30L, 40L], rows.Select(r => r.Offset));
+    }
+
     [Theory]
     [MemberData(nameof(Stores))]
     public async Task Search_FiltersByHostSourceSeverityWordsAndTime_AndPages(Store store)
