@@ -439,7 +439,9 @@ public sealed partial class AlertEngine(
         var since = now - rule.Within;
         await using var db = dbFactory.CreateDbContext();
         var rows = await db.Set<Notifications.NotificationRecord>().AsNoTracking()
-            .Where(n => n.State == Notifications.NotificationStates.Dead && n.CreatedAt >= since)
+            // NextAttemptAt of a dead row is when its last attempt was due: roughly when it died (a backlog or a long
+            // Retry-After can make that long after it was created).
+            .Where(n => n.State == Notifications.NotificationStates.Dead && n.NextAttemptAt >= since)
             .GroupBy(n => n.Receiver).Select(g => new { Receiver = g.Key, Count = g.Count(), Last = g.Max(n => n.Id) })
             .ToListAsync(cancellationToken);
         var signals = new List<AlertSignal>();

@@ -110,6 +110,7 @@ public sealed partial class NotificationDelivery(
         }
 
         var token = $"{Owner}#{Interlocked.Increment(ref claims)}";
+        now = time.GetUtcNow().UtcDateTime; // the gate took round trips: the lease counts from the claim
         var until = now + settings.Lease;
         var max = receiver?.EffectiveMaxBatch ?? 1;
         List<NotificationRecord> rows;
@@ -123,8 +124,10 @@ public sealed partial class NotificationDelivery(
                                 || (n.State == NotificationStates.Sending && n.LeaseUntil < now)))
                 .OrderBy(n => n.Id == id ? 0 : 1).ThenBy(n => n.Id).Select(n => n.Id).Take(max).ToListAsync(cancellationToken);
             if (!candidates.Contains(id)) candidates = [id, .. candidates.Take(max - 1)];
+            // Still due when claimed: another replica may have tried a row meanwhile and scheduled its retry (backoff, Retry-After).
             var claimed = await db.Set<NotificationRecord>()
-                .Where(n => candidates.Contains(n.Id) && ((n.State == NotificationStates.Pending && (n.LeaseUntil == null || n.LeaseUntil < now))
+                .Where(n => candidates.Contains(n.Id) && ((n.State == NotificationStates.Pending && (n.LeaseUntil == null || n.LeaseUntil < now)
+                                                           && (n.NextAttemptAt <= now || (n.Attempts == 0 && n.GroupKey == group)))
                                                           || (n.State == NotificationStates.Sending && n.LeaseUntil < now)))
                 .ExecuteUpdateAsync(s => s.SetProperty(n => n.State, NotificationStates.Sending).SetProperty(n => n.LeaseOwner, token)
                     .SetProperty(n => n.LeaseUntil, until).SetProperty(n => n.Attempts, n => n.Attempts + 1), cancellationToken);
@@ -137,6 +140,13 @@ public sealed partial class NotificationDelivery(
         }
         CrashPoints.Reached(CrashPoints.NotificationClaimed);
 
+        // A row whose earlier attempts all lost their lease (the process died mid-send each time) is out of budget too.
+        var overBudget = rows.Where(r => r.Attempts > settings.MaxAttempts).ToList();
+        if (overBudget.Count > 0)
+        {
+            await RecordAsync(overBudget, token, SendResult.Fail($"gave up after {settings.MaxAttempts} attempts whose leases expired (the sender died mid-send)"), cancellationToken);
+            rows = rows.Except(overBudget).ToList();
+        }
         var batch = new List<Outgoing>(rows.Count);
         var unreadable = new List<NotificationRecord>();
         foreach (var row in rows)
@@ -154,7 +164,16 @@ public sealed partial class NotificationDelivery(
         }
         if (unreadable.Count > 0)
             await RecordAsync(unreadable, token, SendResult.Fail("the stored payload cannot be read"), cancellationToken);
-        await HoldBackSilencedAsync(batch, token, now, cancellationToken);
+        try
+        {
+            await HoldBackAsync(batch, token, now, cancellationToken);
+        }
+        catch (Exception ex) when (ex is not OperationCanceledException || !cancellationToken.IsCancellationRequested)
+        {
+            // The send-time check is a refinement: when it cannot be made, the batch goes as routed (and a failure here must
+            // not leave the rows in Sending until their lease expires).
+            LogHoldBackFailed(ex);
+        }
         if (batch.Count == 0) return;
         var result = await SendAsync(first.Receiver, receiver, batch, cancellationToken);
         if (receiver is not null && receiver.EffectiveMinInterval > TimeSpan.Zero)
@@ -200,15 +219,30 @@ public sealed partial class NotificationDelivery(
     /// still holds a firing notification back: those rows become silenced and leave the batch. Resolved ones still go
     /// (the receiver heard it fire).
     /// </summary>
-    async Task HoldBackSilencedAsync(List<Outgoing> batch, string token, DateTime now, CancellationToken cancellationToken)
+    async Task HoldBackAsync(List<Outgoing> batch, string token, DateTime now, CancellationToken cancellationToken)
     {
         if (!batch.Any(b => b.Payload.State == "firing")) return;
+        var held = new List<(Outgoing Item, string Reason)>();
+        var repeats = batch.Where(b => b.Row.Sequence > 0).Select(b => b.Row.TransitionId).Distinct().ToList();
+        if (repeats.Count > 0)
+        {
+            // A repeat or late firing whose episode resolved since it was written would arrive after the resolved message.
+            await using var db = dbFactory.CreateDbContext();
+            var transitions = db.Set<AlertTransitionRecord>();
+            var over = await (from f in transitions.AsNoTracking()
+                              where repeats.Contains(f.Id)
+                              join r in transitions.AsNoTracking() on new { f.RuleId, f.Fingerprint, f.Episode } equals new { r.RuleId, r.Fingerprint, r.Episode }
+                              where r.Kind == AlertTransitionKinds.Resolved
+                              select f.Id).ToListAsync(cancellationToken);
+            held.AddRange(batch.Where(b => b.Row.Sequence > 0 && over.Contains(b.Row.TransitionId)).Select(b => (b, "resolved before this repeat was sent")));
+        }
         var active = await silences.ActiveAsync(now, cancellationToken);
         var open = settings.SilenceMaintenanceWindows ? await windows.GetAsync(cancellationToken) : [];
-        if (active.Count == 0 && open.Count == 0) return;
-        foreach (var o in batch.Where(b => b.Payload.State == "firing").ToList())
+        foreach (var o in batch.Where(b => b.Payload.State == "firing" && held.All(h => h.Item != b)))
+            if (NotificationRouter.SilencedBy(o.Payload.Labels, active, open, now) is { } reason)
+                held.Add((o, reason));
+        foreach (var (o, reason) in held)
         {
-            if (NotificationRouter.SilencedBy(o.Payload.Labels, active, open, now) is not { } reason) continue;
             await using var db = dbFactory.CreateDbContext();
             await db.Set<NotificationRecord>().Where(n => n.Id == o.Row.Id && n.State == NotificationStates.Sending && n.LeaseOwner == token)
                 .ExecuteUpdateAsync(s => s.SetProperty(n => n.State, NotificationStates.Silenced).SetProperty(n => n.LastError, Clip(reason))
@@ -275,7 +309,7 @@ public sealed partial class NotificationDelivery(
             CrashPoints.Reached(CrashPoints.NotificationSent);
             return;
         }
-        var error = Clip(result.Error ?? "failed");
+        var error = Clip(CleanError(result.Error ?? "failed", rows[0].Receiver));
         var dead = rows.Where(r => result.Permanent || r.Attempts >= settings.MaxAttempts).ToList();
         if (dead.Count > 0)
         {
@@ -310,7 +344,8 @@ public sealed partial class NotificationDelivery(
         if (retry.Count == 0) return;
         var retryIds = retry.Select(r => r.Id).ToList();
         var delay = Backoff(settings, retry.Max(r => r.Attempts));
-        if (result.RetryAfter is { } after && after > delay) delay = after;
+        // A receiver's Retry-After is honoured up to an hour: a broken proxy answering "years" must not silence it for good.
+        if (result.RetryAfter is { } after && after > delay) delay = after > MaxRetryAfter ? MaxRetryAfter : after;
         var next = now + delay;
         var scheduled = await mine.Where(n => retryIds.Contains(n.Id)).ExecuteUpdateAsync(s => s.SetProperty(n => n.State, NotificationStates.Pending).SetProperty(n => n.NextAttemptAt, next)
             .SetProperty(n => n.LastError, error).SetProperty(n => n.LeaseOwner, (string?)null).SetProperty(n => n.LeaseUntil, (DateTime?)null), CancellationToken.None);
@@ -326,6 +361,8 @@ public sealed partial class NotificationDelivery(
         WakeSweeper();
     }
 
+    static readonly TimeSpan MaxRetryAfter = TimeSpan.FromHours(1);
+
     static NotificationPayload? TryPayload(string json)
     {
         try { return System.Text.Json.JsonSerializer.Deserialize<NotificationPayload>(json, NotificationPayload.Json); }
@@ -333,6 +370,16 @@ public sealed partial class NotificationDelivery(
     }
 
     static string Clip(string text, int max = 2000) => text.Length <= max ? text : text[..max];
+
+    /// <summary>A receiver's error as stored, logged, audited and alerted on: its secrets masked, on one line.</summary>
+    string CleanError(string error, string receiverName)
+    {
+        var text = settings.Receivers.TryGetValue(receiverName, out var receiver) ? ReceiversApi.Redact(error, receiver) : error;
+        return string.Create(text.Length, text, (span, t) =>
+        {
+            for (var i = 0; i < t.Length; i++) span[i] = char.IsControl(t[i]) ? ' ' : t[i];
+        });
+    }
 
     [LoggerMessage(Level = LogLevel.Debug, Message = "Notification {Id}: not claimable (sent, leased by another, or not due yet)")]
     partial void LogNothingToDo(long id);
@@ -351,6 +398,9 @@ public sealed partial class NotificationDelivery(
 
     [LoggerMessage(Level = LogLevel.Debug, Message = "Receiver {Receiver} is rate limited: {Count} due notification(s) wait until {NotBefore:O} and go out together")]
     partial void LogRateLimited(string receiver, int count, DateTime notBefore);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "The send-time silence check failed; the batch goes as routed")]
+    partial void LogHoldBackFailed(Exception ex);
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Notification {Id} is held back at send time: {Reason}")]
     partial void LogHeldBack(long id, string reason);

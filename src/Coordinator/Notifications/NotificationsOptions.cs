@@ -83,8 +83,12 @@ public sealed class NotificationsOptions : IValidatableObject
     public IEnumerable<ValidationResult> Validate(ValidationContext validationContext)
     {
         foreach (var (name, r) in Receivers)
+        {
+            if (name.Length > 128)
+                yield return new($"{Section}:Receivers: '{name[..40]}…' is longer than 128 characters.", [nameof(Receivers)]);
             foreach (var problem in r.Problems($"{Section}:Receivers:{name}"))
                 yield return new(problem, [nameof(Receivers)]);
+        }
         for (var i = 0; i < Routes.Count; i++)
         {
             var key = $"{Section}:Routes:{i}";

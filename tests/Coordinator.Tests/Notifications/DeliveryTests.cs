@@ -33,6 +33,25 @@ public sealed class DeliveryTests
     }
 
     [Fact]
+    public async Task ARetryAfterOfYears_IsHonouredForAnHourAtMost_AndTheErrorIsStoredWithoutTheWebhooksSecretPath()
+    {
+        using var slack = new StubReceiver { Answer = _ => (429, 100_000_000) };
+        await using var coordinator = NotificationsKit.Coordinator(Store.Sqlite).Slack("slack", slack.Url("services/T000/SECRET-TOKEN")).Route(0, "slack");
+        _ = coordinator.Server;
+
+        var before = DateTime.UtcNow;
+        await coordinator.TransitionAsync("disk_full", AlertTransitionKinds.Firing, "web-8");
+        var row = (await Eventually.UntilAsync(() => coordinator.NotificationsAsync(), n => n.Count == 1 && n[0].Attempts == 1 && n[0].State == NotificationStates.Pending,
+            "the first attempt refused"))[0];
+        Assert.InRange(row.NextAttemptAt, before.AddMinutes(59), DateTime.UtcNow.AddHours(1).AddSeconds(1));
+        Assert.StartsWith("HTTP 429", row.LastError);
+        Assert.DoesNotContain("SECRET-TOKEN", row.LastError);
+        await using var db = coordinator.Db();
+        var gate = await db.Set<ReceiverGateRecord>().AsNoTracking().SingleAsync(g => g.Name == "slack");
+        Assert.InRange(gate.NextSendAt, before.AddMinutes(59), DateTime.UtcNow.AddHours(1).AddSeconds(1));
+    }
+
+    [Fact]
     public async Task Webhook5xx_BeyondTheBudget_IsDeadAndAudited()
     {
         using var hook = new StubReceiver { Answer = _ => (503, null) };

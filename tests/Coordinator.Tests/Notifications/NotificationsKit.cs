@@ -62,7 +62,7 @@ sealed class StubReceiver : IDisposable
             requests.Enqueue(new ReceivedRequest(at, context.Request.Url!.AbsolutePath, headers, body, status));
             context.Response.StatusCode = status;
             if (retryAfter is { } s) context.Response.Headers["Retry-After"] = s.ToString(System.Globalization.CultureInfo.InvariantCulture);
-            var answer = Encoding.UTF8.GetBytes(status == 200 ? "ok" : "rate_limited");
+            var answer = Encoding.UTF8.GetBytes(status == 200 ? "ok" : $"rate_limited at {context.Request.Url!.AbsolutePath}"); // an error page quoting the URL
             await context.Response.OutputStream.WriteAsync(answer);
             context.Response.Close();
         }
