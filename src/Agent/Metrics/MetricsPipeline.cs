@@ -94,6 +94,11 @@ public sealed partial class MetricsPipeline(
                 else
                 {
                     await nudge;
+                    // At most one early flush per MinNudgeGap: a .prom file rewritten many times a second must not turn every
+                    // collection into an outbox record and an ingest transaction. Nudges meanwhile fold into this one.
+                    var since = time.GetElapsedTime(lastNudged);
+                    if (lastNudged != 0 && since < MinNudgeGap) await Task.Delay(MinNudgeGap - since, time, stoppingToken);
+                    lastNudged = time.GetTimestamp();
                     nudge = flushNow.WaitAsync(stoppingToken);
                 }
                 await FlushAsync(CancellationToken.None);
@@ -130,6 +135,10 @@ public sealed partial class MetricsPipeline(
 
     /// <summary>Writes what is waiting to the outbox now rather than at the next flush tick: when a batch is full, and
     /// after a collection triggered by a change (the textfile watch), so a changed value is sent at once.</summary>
+    /// <summary>Early flushes (a full batch, a changed textfile) come at most this often.</summary>
+    internal static readonly TimeSpan MinNudgeGap = TimeSpan.FromMilliseconds(200);
+    long lastNudged;
+
     void FlushSoon()
     {
         if (flushNow.CurrentCount != 0) return;

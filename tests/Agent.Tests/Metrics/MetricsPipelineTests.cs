@@ -116,6 +116,49 @@ public sealed class MetricsPipelineTests
     }
 
     [Fact]
+    public async Task A_prom_file_rewritten_every_40_ms_makes_at_most_one_early_flush_per_200_ms_and_its_last_value_arrives()
+    {
+        using var state = new TempDirectory();
+        using var textfile = new TempDirectory();
+        var options = new AgentOptions
+        {
+            StateDirectory = state.Path,
+            MetricsFlushInterval = TimeSpan.FromHours(1),
+            Collectors = new() { ["textfile"] = new CollectorSettings { Interval = TimeSpan.FromHours(1), TextfileDirectory = textfile.Path } },
+        };
+        await using var outbox = DurableOutbox.Open(new OutboxOptions { Directory = state.Combine("outbox") }, NullLogger<DurableOutbox>.Instance);
+        using var loggers = new ListLoggerFactory();
+        var pipeline = new MetricsPipeline(options, new CentralConfig(), outbox, TimeProvider.System, loggers, NullLogger<MetricsPipeline>.Instance);
+        await pipeline.StartAsync(CancellationToken.None);
+        await Eventually.UntilAsync(() => loggers.Logger.Has(LogLevel.Information, "watches its source"), "the textfile watch to be set up");
+
+        // The workload: 25 rewrites paced 40 ms apart (a writer that updates its file constantly), about one second in all.
+        var started = System.Diagnostics.Stopwatch.StartNew();
+        using (var pace = new PeriodicTimer(TimeSpan.FromMilliseconds(40)))
+            for (var value = 1; value <= 25; value++)
+            {
+                File.WriteAllText(textfile.Combine("app.prom.tmp"), $"app_ready {value}\n");
+                File.Move(textfile.Combine("app.prom.tmp"), textfile.Combine("app.prom"), overwrite: true);
+                await pace.WaitForNextTickAsync();
+            }
+        var records = 0;
+        var last = 0.0;
+        using var read = new CancellationTokenSource(TimeSpan.FromSeconds(10));
+        while (last != 25)
+        {
+            var record = await outbox.ReadNextAsync(read.Token);
+            records++;
+            foreach (var sample in Batch.Parser.ParseFrom(record.Payload.Span).Metrics.Samples.Where(x => x.Name == "app_ready")) last = sample.Value;
+        }
+        var elapsed = started.Elapsed;
+        await pipeline.StopAsync(CancellationToken.None);
+
+        Assert.Equal(25, last);
+        var allowed = (int)(elapsed / MetricsPipeline.MinNudgeGap) + 2;
+        Assert.True(records <= allowed, $"{records} outbox records in {elapsed.TotalMilliseconds:0} ms; at most {allowed} (one early flush per {MetricsPipeline.MinNudgeGap.TotalMilliseconds} ms)");
+    }
+
+    [Fact]
     public async Task Flushes_that_fall_in_one_millisecond_stamp_their_outbox_samples_with_distinct_times()
     {
         using var state = new TempDirectory();
