@@ -37,6 +37,13 @@ public sealed partial class LogsIndexMerger(
                 if (merged > 0) LogMerged(merged);
                 failing = false;
             }
+            catch (Npgsql.PostgresException ex) when (ex.SqlState == Npgsql.PostgresErrorCodes.InsufficientPrivilege)
+            {
+                // Only the index's owner (or a superuser) may merge: with a DML-only role this never works, and inserting
+                // transactions merge the (larger) pending list themselves. Say so once and stop trying.
+                LogNotOwner(IndexName, ex.MessageText);
+                return;
+            }
             catch (Exception ex) when (ex is System.Data.Common.DbException or InvalidOperationException)
             {
                 if (!failing) LogFailed(ex); // once per failure streak (the database down), not every second
@@ -57,6 +64,9 @@ public sealed partial class LogsIndexMerger(
 
     [LoggerMessage(Level = LogLevel.Debug, Message = "Merged {Pages} pending-list pages into the log search index")]
     partial void LogMerged(long pages);
+
+    [LoggerMessage(Level = LogLevel.Error, Message = "The coordinator's database role may not merge index {Index} ({Error}): log ingest merges it inline, slower. Run the coordinator as the role that owns the tables (the one that ran the migrations), or set Fleet:Logs:IndexMergeInterval to 0")]
+    partial void LogNotOwner(string index, string error);
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Could not merge the log search index's pending list; retrying every interval")]
     partial void LogFailed(Exception exception);
