@@ -99,6 +99,33 @@ public sealed class RemediationTests(PostgresDatabase postgres) : IClassFixture<
     }
 
     [Fact]
+    public async Task Remediation_IsRefused_WhileTheHostIsInAnOpenMaintenanceWindow_WithNoRun()
+    {
+        await using var h = new AlertsHarness(Store.Sqlite, null);
+        await h.RuleAsync(Rule("nginx-window", "service.restart"));
+        var stream = await h.AgentAsync("agent-window", "web-5", ServiceRestart());
+        await using (var db = h.Db())
+        {
+            var now = DateTime.UtcNow;
+            db.Set<Fleet.Coordinator.Schedules.OccurrenceRecord>().Add(new Fleet.Coordinator.Schedules.OccurrenceRecord
+            {
+                Id = "nginx-upgrade@test", ScheduleId = "nginx-upgrade", ScheduledUtc = now.AddDays(-1), EndsUtc = now.AddDays(30),
+                State = Fleet.Coordinator.Schedules.OccurrenceState.Open, SpecJson = "{}", HostsJson = "[\"agent-window\"]", ClaimedAt = now, OpenedAt = now, CreatedBy = "test",
+            });
+            await db.SaveChangesAsync();
+        }
+        await h.SampleAsync(stream, "nginx.workers", 0);
+        await h.WaitAsync("nginx-window", x => x.Count == 1 && x[0].State == AlertStates.Firing, "firing");
+        await h.Remediation.RemediateOnceAsync(default);
+        await h.Remediation.RemediateOnceAsync(default);
+
+        await using var check = h.Db();
+        Assert.Equal(0, await check.Runs.AsNoTracking().CountAsync(r => r.ClientToken!.StartsWith(AlertRemediation.TokenPrefix)));
+        var refused = await check.Set<AuditRecord>().AsNoTracking().SingleAsync(r => r.Action == "alert.remediation_refused");
+        Assert.Contains("maintenance window nginx-upgrade", refused.ParametersJson + refused.Outcome);
+    }
+
+    [Fact]
     public async Task Remediation_TheHostDoesNotOffer_IsRefusedAndAuditedOnce_WithNoRun()
     {
         var time = new FakeTimeProvider(new DateTimeOffset(DateTime.UtcNow.Date.AddHours(12), TimeSpan.Zero));
