@@ -109,7 +109,7 @@ public sealed partial class AlertRemediation(
                 refusal = "the alert names no host (it has no agent_id label)";
             else if (alert is null || alert.Episode != firing.Episode || alert.State != AlertStates.Firing)
                 refusal = "the alert was no longer firing when its remediation was due";
-            else if (Notifications.NotificationRouter.SilencedBy(labels, await silences.ActiveAsync(time.GetUtcNow().UtcDateTime, cancellationToken),
+            else if (SilenceStore.HeldBackBy(labels, await silences.ActiveAsync(time.GetUtcNow().UtcDateTime, cancellationToken),
                          await windows.GetAsync(cancellationToken), time.GetUtcNow().UtcDateTime) is { } held)
                 refusal = $"not run while the host's alerts are held back: {held}"; // planned work is not to be "fixed" mid-way
             else

@@ -74,6 +74,19 @@ public sealed class SilenceStore(IDbContextFactory<FleetDbContext> dbFactory) : 
         return silences.Any(s => Matches(s, labels, at));
     }
 
+    /// <summary>
+    /// The silence or open maintenance window that covers an alert with these labels at <paramref name="at"/>, as a reason;
+    /// or null. One answer for the notification router, the send-time check and remediation.
+    /// </summary>
+    public static string? HeldBackBy(IReadOnlyDictionary<string, string> labels, IReadOnlyList<SilenceRecord> silences, IReadOnlyList<Schedules.OpenWindowInfo> windows, DateTime at)
+    {
+        if (silences.FirstOrDefault(x => Matches(x, labels, at)) is { } silence)
+            return $"silenced by {silence.Id} until {silence.EndsAt:O} ({silence.Comment})";
+        if (labels.TryGetValue("agent_id", out var agent) && windows.FirstOrDefault(w => w.Hosts.Contains(agent, StringComparer.Ordinal)) is { } window)
+            return $"maintenance window {window.ScheduleId} (occurrence {window.OccurrenceId}) until {window.EndsUtc:O}";
+        return null;
+    }
+
     /// <summary>The silences in force at <paramref name="at"/>, for marking many alerts at once.</summary>
     public async Task<List<SilenceRecord>> ActiveAsync(DateTime at, CancellationToken cancellationToken)
     {

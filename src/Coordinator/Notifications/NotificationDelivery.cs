@@ -239,7 +239,7 @@ public sealed partial class NotificationDelivery(
         var active = await silences.ActiveAsync(now, cancellationToken);
         var open = settings.SilenceMaintenanceWindows ? await windows.GetAsync(cancellationToken) : [];
         foreach (var o in batch.Where(b => b.Payload.State == "firing" && held.All(h => h.Item != b)))
-            if (NotificationRouter.SilencedBy(o.Payload.Labels, active, open, now) is { } reason)
+            if (SilenceStore.HeldBackBy(o.Payload.Labels, active, open, now) is { } reason)
                 held.Add((o, reason));
         foreach (var (o, reason) in held)
         {

@@ -115,7 +115,7 @@ public sealed partial class NotificationRouter(
     /// <summary>Why an alert with these labels is not to be notified now (state silenced or inhibited, and the reason), or null.</summary>
     (string State, string Reason)? Suppressed(Dictionary<string, string> labels, Suppressions s, DateTime at)
     {
-        if (SilencedBy(labels, s.Silences, s.Windows, at) is { } silenced) return (NotificationStates.Silenced, silenced);
+        if (SilenceStore.HeldBackBy(labels, s.Silences, s.Windows, at) is { } silenced) return (NotificationStates.Silenced, silenced);
         foreach (var rule in inhibitions)
         {
             if (!rule.Target.All(m => m.Matches(labels)) || rule.Source.All(m => m.Matches(labels))) continue; // an alert never inhibits itself
@@ -125,16 +125,6 @@ public sealed partial class NotificationRouter(
                 return (NotificationStates.Inhibited, $"inhibited by {source.GetValueOrDefault("alertname")}"
                     + string.Concat(rule.Equal.Select(l => $" {l}={source.GetValueOrDefault(l)}")));
         }
-        return null;
-    }
-
-    /// <summary>The silence or open maintenance window that covers an alert with these labels at <paramref name="at"/>, as a reason; or null.</summary>
-    public static string? SilencedBy(IReadOnlyDictionary<string, string> labels, IReadOnlyList<SilenceRecord> silences, IReadOnlyList<OpenWindowInfo> windows, DateTime at)
-    {
-        if (silences.FirstOrDefault(x => SilenceStore.Matches(x, labels, at)) is { } silence)
-            return $"silenced by {silence.Id} until {silence.EndsAt:O} ({silence.Comment})";
-        if (labels.TryGetValue("agent_id", out var agent) && windows.FirstOrDefault(w => w.Hosts.Contains(agent, StringComparer.Ordinal)) is { } window)
-            return $"maintenance window {window.ScheduleId} (occurrence {window.OccurrenceId}) until {window.EndsUtc:O}";
         return null;
     }
 
