@@ -56,13 +56,27 @@ public sealed class AlertsOptions : IValidatableObject
 }
 
 /// <summary>The enabled rules, compiled; reloaded on every timer tick (other replicas' edits) and after this replica's edits.</summary>
-public sealed partial class AlertRuleSet(IDbContextFactory<FleetDbContext> dbFactory, ILogger<AlertRuleSet> logger)
+public sealed partial class AlertRuleSet(IDbContextFactory<FleetDbContext> dbFactory, ILogger<AlertRuleSet> logger) : IDisposable
 {
     volatile IReadOnlyList<CompiledRule> current = [];
+    readonly SemaphoreSlim reloading = new(1, 1);
 
     public IReadOnlyList<CompiledRule> Current => current;
 
+    public void Dispose() => reloading.Dispose();
+
+    /// <summary>
+    /// Reads the rules and makes them current. One reload at a time: a slower reload that read the table before an edit
+    /// committed can never replace the list of one that read after it (the edit would vanish until the next tick).
+    /// </summary>
     public async Task ReloadAsync(CancellationToken cancellationToken)
+    {
+        await reloading.WaitAsync(cancellationToken);
+        try { await ReloadOnceAsync(cancellationToken); }
+        finally { reloading.Release(); }
+    }
+
+    async Task ReloadOnceAsync(CancellationToken cancellationToken)
     {
         await using var db = dbFactory.CreateDbContext();
         var rows = await db.Set<AlertRuleRecord>().AsNoTracking().Where(r => !r.Disabled).OrderBy(r => r.Id).ToListAsync(cancellationToken);

@@ -75,6 +75,10 @@ public sealed partial class AlertStore(IDbContextFactory<FleetDbContext> dbFacto
 {
     const int Attempts = 5;
     readonly ConcurrentDictionary<(long RuleId, string Fingerprint), (string State, DateTime? ActiveSince)> known = new();
+    // When this process last decided each alert (a counter, under `gate`): a refresh keeps what was decided after its read.
+    readonly Dictionary<(long RuleId, string Fingerprint), long> decidedAt = [];
+    readonly Lock gate = new();
+    long decisions;
 
     /// <summary>The state a decision would go to from (state, condition), and the transition it writes (null: none).</summary>
     public static (string State, string? Transition, bool NewEpisode) Decide(string state, Condition condition, DateTime? activeSince, TimeSpan forDuration, DateTime now) =>
@@ -98,14 +102,27 @@ public sealed partial class AlertStore(IDbContextFactory<FleetDbContext> dbFacto
     }
 
     /// <summary>Forgets what this process believed, then learns the open alerts from the database (other replicas change them too).</summary>
+    /// <remarks>
+    /// An evaluation may commit while the read runs: what this process decided after the read started is newer than the
+    /// snapshot and stays (a stale "firing" would hide the next firing until the following refresh).
+    /// </remarks>
     public async Task RefreshAsync(CancellationToken cancellationToken)
     {
+        long started;
+        lock (gate) started = decisions;
         await using var db = dbFactory.CreateDbContext();
         var open = await db.Set<AlertRecord>().AsNoTracking()
             .Where(a => a.State == AlertStates.Pending || a.State == AlertStates.Firing)
             .Select(a => new { a.RuleId, a.Fingerprint, a.State, a.ActiveSince }).ToListAsync(cancellationToken);
-        known.Clear();
-        foreach (var a in open) known[(a.RuleId, a.Fingerprint)] = (a.State, a.ActiveSince);
+        lock (gate)
+        {
+            var newer = decidedAt.Where(d => d.Value > started).Select(d => d.Key).ToHashSet();
+            foreach (var key in known.Keys)
+                if (!newer.Contains(key)) known.TryRemove(key, out _);
+            foreach (var a in open)
+                if (!newer.Contains((a.RuleId, a.Fingerprint))) known[(a.RuleId, a.Fingerprint)] = (a.State, a.ActiveSince);
+            foreach (var key in decidedAt.Keys.Where(k => !newer.Contains(k)).ToList()) decidedAt.Remove(key);
+        }
     }
 
     /// <summary>
@@ -120,10 +137,15 @@ public sealed partial class AlertStore(IDbContextFactory<FleetDbContext> dbFacto
             try
             {
                 var (written, states) = await ApplyOnceAsync(rule, bySignal, complete, now, cancellationToken);
-                foreach (var (fp, state) in states)
+                lock (gate)
                 {
-                    if (state.State is AlertStates.Pending or AlertStates.Firing) known[(rule.Id, fp)] = state;
-                    else known.TryRemove((rule.Id, fp), out _);
+                    var stamp = ++decisions;
+                    foreach (var (fp, state) in states)
+                    {
+                        decidedAt[(rule.Id, fp)] = stamp;
+                        if (state.State is AlertStates.Pending or AlertStates.Firing) known[(rule.Id, fp)] = state;
+                        else known.TryRemove((rule.Id, fp), out _);
+                    }
                 }
                 if (written > 0)
                 {
