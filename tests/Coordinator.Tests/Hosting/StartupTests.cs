@@ -63,7 +63,7 @@ public sealed class StartupTests(PostgresDatabase postgres) : IClassFixture<Post
         using var coordinator = new CoordinatorFactory(Store.Sqlite).With(key, value);
         var error = Assert.ThrowsAny<Exception>(() => coordinator.CreateClient());
         var messages = string.Join(" | ", Flatten(error).Select(e => e.Message));
-        Assert.Contains(named, messages);
+        Assert.True(messages.Contains(named, StringComparison.Ordinal), $"'{named}' is not named by the start failure:\n{error}");
     }
 
     static IEnumerable<Exception> Flatten(Exception e)
