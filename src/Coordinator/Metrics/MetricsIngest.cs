@@ -4,7 +4,9 @@ using Fleet.Coordinator.Storage;
 using Fleet.Protocol.V1;
 using Microsoft.EntityFrameworkCore;
 using Npgsql;
+using Microsoft.EntityFrameworkCore.Storage;
 using NpgsqlTypes;
+using Sample = (string AgentId, string Name, string Labels, System.DateTime Time, double Value);
 
 namespace Fleet.Coordinator.Metrics;
 
@@ -22,7 +24,7 @@ sealed class MetricsIngestHandler(ILatestMetrics latest) : IBatchPayloadHandler
 
     public async Task AddGroupAsync(FleetDbContext db, IReadOnlyList<(string AgentId, Batch Batch)> batches, CancellationToken cancellationToken)
     {
-        var rows = new List<(string AgentId, string Name, string Labels, DateTime Time, double Value)>();
+        var rows = new List<Sample>();
         foreach (var (agentId, batch) in batches)
             foreach (var s in batch.Metrics.Samples)
             {
@@ -35,11 +37,12 @@ sealed class MetricsIngestHandler(ILatestMetrics latest) : IBatchPayloadHandler
         // A sample key (agent, name, labels, time) seen twice, in one group or in a batch stored before, is stored once: the
         // first value wins. A duplicate is an agent's mistake, never a reason to refuse the batch (that would stall its stream).
         rows = rows.DistinctBy(r => (r.AgentId, r.Name, r.Labels, r.Time)).ToList();
-        if (db.Database.IsNpgsql())
-            await CopyAsync(db, rows, cancellationToken);
-        else
-            await InsertSqliteAsync(db, rows, cancellationToken);
-        await MetricRollups.UpsertAsync(db, MetricRollups.Aggregate(rows), cancellationToken);
+        // The rollups fold in only the samples this statement stored (RETURNING), so a key an earlier batch stored is
+        // counted once in them too.
+        var stored = db.Database.IsNpgsql()
+            ? await CopyAsync(db, rows, cancellationToken)
+            : await InsertSqliteAsync(db, rows, cancellationToken);
+        await MetricRollups.UpsertAsync(db, MetricRollups.Aggregate(stored.Count == rows.Count ? rows : stored), cancellationToken);
         foreach (var (agentId, batch) in batches)
             AddProbes(db, agentId, batch);
     }
@@ -63,27 +66,52 @@ sealed class MetricsIngestHandler(ILatestMetrics latest) : IBatchPayloadHandler
 
     static DateTime Time(long unixMs) => DateTimeOffset.FromUnixTimeMilliseconds(unixMs).UtcDateTime;
 
-    /// <summary>SQLite: multi-row INSERT … ON CONFLICT DO NOTHING, 400 rows (2,000 parameters) a statement.</summary>
-    static async Task InsertSqliteAsync(FleetDbContext db, List<(string AgentId, string Name, string Labels, DateTime Time, double Value)> samples, CancellationToken cancellationToken)
+    /// <summary>SQLite: multi-row INSERT … ON CONFLICT DO NOTHING RETURNING, 400 rows (2,000 parameters) a statement.</summary>
+    static async Task<List<Sample>> InsertSqliteAsync(FleetDbContext db, List<Sample> samples, CancellationToken cancellationToken)
     {
+        var stored = new List<Sample>(samples.Count);
+        var connection = db.Database.GetDbConnection();
         foreach (var chunk in samples.Chunk(400))
         {
+            await using var command = connection.CreateCommand();
+            command.Transaction = db.Database.CurrentTransaction?.GetDbTransaction();
             var sql = new System.Text.StringBuilder("""INSERT INTO metric_samples ("AgentId", "Name", "Labels", "Time", "Value") VALUES """);
-            var parameters = new List<object>(chunk.Length * 5);
             for (var i = 0; i < chunk.Length; i++)
             {
-                var n = i * 5;
-                sql.Append(i == 0 ? "" : ", ").Append($"({{{n}}}, {{{n + 1}}}, {{{n + 2}}}, {{{n + 3}}}, {{{n + 4}}})");
-                parameters.AddRange([chunk[i].AgentId, chunk[i].Name, chunk[i].Labels, chunk[i].Time, chunk[i].Value]);
+                sql.Append(i == 0 ? "" : ", ").Append($"($a{i}, $n{i}, $l{i}, $t{i}, $v{i})");
+                Add(command, $"$a{i}", chunk[i].AgentId);
+                Add(command, $"$n{i}", chunk[i].Name);
+                Add(command, $"$l{i}", chunk[i].Labels);
+                Add(command, $"$t{i}", chunk[i].Time);
+                Add(command, $"$v{i}", chunk[i].Value);
             }
-            sql.Append(" ON CONFLICT DO NOTHING");
-            await db.Database.ExecuteSqlRawAsync(sql.ToString(), parameters, cancellationToken);
+            sql.Append(""" ON CONFLICT DO NOTHING RETURNING "AgentId", "Name", "Labels", "Time", "Value" """);
+            command.CommandText = sql.ToString();
+            await ReadStoredAsync(command, stored, cancellationToken);
+        }
+        return stored;
+
+        static void Add(System.Data.Common.DbCommand command, string name, object value)
+        {
+            var p = command.CreateParameter();
+            p.ParameterName = name;
+            p.Value = value;
+            command.Parameters.Add(p);
         }
     }
 
-    static async Task CopyAsync(FleetDbContext db, List<(string AgentId, string Name, string Labels, DateTime Time, double Value)> samples, CancellationToken cancellationToken)
+    static async Task ReadStoredAsync(System.Data.Common.DbCommand command, List<Sample> stored, CancellationToken cancellationToken)
     {
-        if (samples.Count == 0) return;
+        await using var reader = await command.ExecuteReaderAsync(cancellationToken);
+        while (await reader.ReadAsync(cancellationToken))
+            stored.Add((reader.GetString(0), reader.GetString(1), reader.GetString(2),
+                DateTime.SpecifyKind(reader.GetDateTime(3), DateTimeKind.Utc), reader.GetDouble(4)));
+    }
+
+    static async Task<List<Sample>> CopyAsync(FleetDbContext db, List<Sample> samples, CancellationToken cancellationToken)
+    {
+        var stored = new List<Sample>(samples.Count);
+        if (samples.Count == 0) return stored;
         var connection = (NpgsqlConnection)db.Database.GetDbConnection();
         await db.Database.ExecuteSqlRawAsync(
             """CREATE TEMP TABLE IF NOT EXISTS metric_staging ("AgentId" text, "Name" text, "Labels" text, "Time" timestamptz, "Value" double precision) ON COMMIT DELETE ROWS""",
@@ -102,11 +130,14 @@ sealed class MetricsIngestHandler(ILatestMetrics latest) : IBatchPayloadHandler
             }
             await import.CompleteAsync(cancellationToken);
         }
-        await db.Database.ExecuteSqlRawAsync("""
+        await using (var command = new NpgsqlCommand("""
             INSERT INTO metric_samples ("AgentId", "Name", "Labels", "Time", "Value")
             SELECT "AgentId", "Name", "Labels", "Time", "Value" FROM metric_staging
-            ON CONFLICT DO NOTHING;
-            TRUNCATE metric_staging;
-            """, cancellationToken);
+            ON CONFLICT DO NOTHING
+            RETURNING "AgentId", "Name", "Labels", "Time", "Value"
+            """, connection, (NpgsqlTransaction?)db.Database.CurrentTransaction?.GetDbTransaction()))
+            await ReadStoredAsync(command, stored, cancellationToken);
+        await db.Database.ExecuteSqlRawAsync("TRUNCATE metric_staging", cancellationToken);
+        return stored;
     }
 }

@@ -179,6 +179,33 @@ public sealed class MetricsIngestTests(PostgresDatabase postgres) : IClassFixtur
 
     [Theory]
     [MemberData(nameof(Stores))]
+    public async Task ASampleKeyStoredByAnEarlierBatch_IsCountedOnceInTheRollups(Store store)
+    {
+        using var coordinator = Coordinator(store);
+        var id = "agent-" + Guid.NewGuid().ToString("N")[..10];
+        await using var stream = RawAgentStream.Open(coordinator.Channel());
+        await stream.HelloAsync(RawAgentStream.Hello(id));
+        var minute = new DateTimeOffset(DateTime.UtcNow.Date.AddHours(-2), TimeSpan.Zero).ToUnixTimeMilliseconds();
+        await stream.SendAsync(new AgentMessage { Batch = MetricsBatch(1, Sample("load.1", 3, minute + 1_000), Sample("load.1", 4, minute + 2_000)) });
+        Assert.Equal(CoordinatorMessage.BodyOneofCase.Ack, (await stream.ReceiveAsync()).BodyCase);
+        // A new batch (not a redelivery) repeats the key at +2 s with another value, and brings one new sample.
+        await stream.SendAsync(new AgentMessage { Batch = MetricsBatch(2, Sample("load.1", 40, minute + 2_000), Sample("load.1", 5, minute + 3_000)) });
+        Assert.Equal(CoordinatorMessage.BodyOneofCase.Ack, (await stream.ReceiveAsync()).BodyCase);
+        // And a batch of nothing but repeats.
+        await stream.SendAsync(new AgentMessage { Batch = MetricsBatch(3, Sample("load.1", 30, minute + 1_000)) });
+        Assert.Equal(CoordinatorMessage.BodyOneofCase.Ack, (await stream.ReceiveAsync()).BodyCase);
+
+        await using var db = coordinator.Services.GetRequiredService<IDbContextFactory<FleetDbContext>>().CreateDbContext();
+        var raw = await db.Set<MetricSampleRecord>().Where(r => r.AgentId == id).OrderBy(r => r.Time).Select(r => r.Value).ToListAsync();
+        Assert.Equal([3.0, 4.0, 5.0], raw);
+        var rollups = await db.Set<MetricRollupRecord>().Where(r => r.AgentId == id).OrderBy(r => r.Resolution).ToListAsync();
+        Assert.Equal(2, rollups.Count);
+        foreach (var r in rollups)
+            Assert.Equal((3.0, 5.0, 12.0, 3L, 5.0), (r.Min, r.Max, r.Sum, r.Count, r.Last));
+    }
+
+    [Theory]
+    [MemberData(nameof(Stores))]
     public async Task Rollups_MatchHandComputedValues_AcrossBatches(Store store)
     {
         using var coordinator = Coordinator(store);
