@@ -108,13 +108,28 @@ public sealed partial class AlertRuleSet(IDbContextFactory<FleetDbContext> dbFac
 }
 
 /// <summary>
-/// Loads the shipped rules (deploy/rules/*.yaml, built into the coordinator) on first start, with a marker row in the
-/// same transaction: once loaded, an operator's edits and deletions stick across restarts and upgrades.
-/// A default rule that does not validate stops the start, naming the file and the field.
+/// Offers each shipped rule (deploy/rules/*.yaml, built into the coordinator) once: on first start all of them, after an
+/// upgrade the ones the installation has not been offered yet. A marker row per rule name, in the same transaction as
+/// the rule, remembers the offer, so an operator's edits and deletions stick across restarts and upgrades, and a name
+/// the operator already uses is left alone. A default rule that does not validate stops the start, naming the file
+/// and the field.
 /// </summary>
 public sealed partial class DefaultRules(IDbContextFactory<FleetDbContext> dbFactory, IOptions<AlertsOptions> options, TimeProvider time, ILogger<DefaultRules> logger)
 {
-    public const string MarkerKey = "defaults-v1";
+    /// <summary>The single marker of installations from before per-rule markers: it stands for the rules in <see cref="FirstSet"/>.</summary>
+    public const string LegacyMarkerKey = "defaults-v1";
+
+    /// <summary>The rules the first release shipped (what <see cref="LegacyMarkerKey"/> says were offered).</summary>
+    public static readonly IReadOnlySet<string> FirstSet = new HashSet<string>(StringComparer.Ordinal)
+    {
+        "agent-offline", "disk-full-predicted", "disk-usage", "error-log-rate", "health-endpoint-failing", "load-high",
+        "memory-high", "outbox-dropped", "run-failed", "ssh-failed-logins", "watchdog",
+    };
+
+    /// <summary>The marker row of one offered rule (keys are at most 64 characters; a longer name is hashed).</summary>
+    public static string MarkerKey(string ruleName) =>
+        ruleName.Length <= 59 ? "rule:" + ruleName
+            : "rule#" + Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(System.Text.Encoding.UTF8.GetBytes(ruleName)))[..59];
 
     /// <summary>The shipped rules (file name, YAML).</summary>
     public IEnumerable<(string File, string Yaml)> Files()
@@ -152,35 +167,42 @@ public sealed partial class DefaultRules(IDbContextFactory<FleetDbContext> dbFac
         return rules;
     }
 
-    /// <summary>Loads the defaults unless the marker says they were loaded; true when this call loaded them.</summary>
+    /// <summary>Adds the shipped rules this installation has not been offered yet; true when this call added any.</summary>
     public async Task<bool> EnsureLoadedAsync(CancellationToken cancellationToken)
     {
         await using var db = dbFactory.CreateDbContext();
-        if (await db.Set<AlertRuleDefaultsMarker>().AnyAsync(m => m.Key == MarkerKey, cancellationToken)) return false;
-        var rules = Parse();
+        var markers = (await db.Set<AlertRuleDefaultsMarker>().Select(m => m.Key).ToListAsync(cancellationToken)).ToHashSet(StringComparer.Ordinal);
+        var offered = markers.Contains(LegacyMarkerKey) ? FirstSet : new HashSet<string>();
+        var todo = Parse().Where(r => !offered.Contains(r.Name) && !markers.Contains(MarkerKey(r.Name))).ToList();
+        if (todo.Count == 0) return false;
         var now = time.GetUtcNow().UtcDateTime;
-        var existing = await db.Set<AlertRuleRecord>().Select(r => r.Name).ToListAsync(cancellationToken);
+        var existing = (await db.Set<AlertRuleRecord>().Select(r => r.Name).ToListAsync(cancellationToken)).ToHashSet(StringComparer.Ordinal);
         await using var tx = await db.Database.BeginTransactionAsync(cancellationToken);
-        db.Set<AlertRuleDefaultsMarker>().Add(new AlertRuleDefaultsMarker { Key = MarkerKey, LoadedAt = now, Count = rules.Count });
-        foreach (var rule in rules.Where(r => !existing.Contains(r.Name)))
+        var added = new List<string>();
+        foreach (var rule in todo)
+        {
+            db.Set<AlertRuleDefaultsMarker>().Add(new AlertRuleDefaultsMarker { Key = MarkerKey(rule.Name), LoadedAt = now, Count = 1 });
+            if (existing.Contains(rule.Name)) continue; // the operator's rule of that name stays as it is
+            added.Add(rule.Name);
             db.Set<AlertRuleRecord>().Add(new AlertRuleRecord
             {
                 Name = rule.Name, Kind = rule.Kind, Severity = rule.Severity, DefinitionJson = RuleCompiler.ToJson(rule),
                 Disabled = rule.Disabled, DefaultRule = true, CreatedAt = now, UpdatedAt = now,
             });
+        }
         try
         {
             await db.SaveChangesAsync(cancellationToken);
             await tx.CommitAsync(cancellationToken);
-            LogLoaded(rules.Count);
-            return true;
         }
         catch (DbUpdateException)
         {
-            return false; // another replica loaded them first (the marker's key is unique)
+            return false; // another replica offered them first (the markers' keys are unique)
         }
+        LogLoaded(added.Count, string.Join(", ", added), markers.Count == 0 ? "first start" : "new in this version");
+        return added.Count > 0;
     }
 
-    [LoggerMessage(Level = LogLevel.Information, Message = "Loaded {Count} default alert rules (first start)")]
-    partial void LogLoaded(int count);
+    [LoggerMessage(Level = LogLevel.Information, Message = "Loaded {Count} default alert rules ({Why}): {Names}")]
+    partial void LogLoaded(int count, string names, string why);
 }
