@@ -3,6 +3,7 @@ using Fleet.Coordinator.Audit;
 using Fleet.Coordinator.Runs;
 using Fleet.Coordinator.Security;
 using Fleet.Coordinator.Storage;
+using Fleet.Protocol;
 using Fleet.Protocol.V1;
 using Grpc.Core;
 using Microsoft.EntityFrameworkCore;
@@ -21,6 +22,15 @@ namespace Fleet.Coordinator.Alerts;
 /// written once: a <c>remediation</c> transition (unique on rule, fingerprint, episode and kind, so exactly one replica
 /// wins) with its audit row <c>alert.remediated</c> (the run id) or <c>alert.remediation_refused</c> (why) in one
 /// transaction. A crash between the run and that record is repaired by the next pass (the token returns the run).
+/// <para>
+/// Rate limit: a firing less than the rule's <c>remediate.min_interval</c> (<see cref="CompiledRule.RemediationMinInterval"/>)
+/// after the previous remediation run of the same rule on the same host (its <c>agent_id</c>) gets no run; its outcome is
+/// recorded as refused ("rate limited …"). The decision must come out the same on every replica and after a crash, so it
+/// only reads what cannot change any more: the recorded outcomes (with their run ids) of the EARLIER firings of that rule
+/// and host, compared with the firing's own time, not the clock. A firing is therefore decided only once every earlier
+/// firing of its rule and host that is still due has its outcome (until then it waits for the next pass), and a replica
+/// that finds the decision already recorded by another keeps that one (the unique key).
+/// </para>
 /// </summary>
 public sealed partial class AlertRemediation(
     IDbContextFactory<FleetDbContext> dbFactory,
@@ -79,7 +89,7 @@ public sealed partial class AlertRemediation(
         {
             try
             {
-                if (await RemediateAsync(remediable[transition.RuleId], transition, cancellationToken)) recorded++;
+                if (await RemediateAsync(remediable[transition.RuleId], transition, since, cancellationToken)) recorded++;
             }
             catch (Exception ex) when (ex is not OperationCanceledException || !cancellationToken.IsCancellationRequested)
             {
@@ -89,7 +99,7 @@ public sealed partial class AlertRemediation(
         return recorded;
     }
 
-    async Task<bool> RemediateAsync(CompiledRule rule, AlertTransitionRecord firing, CancellationToken cancellationToken)
+    async Task<bool> RemediateAsync(CompiledRule rule, AlertTransitionRecord firing, DateTime since, CancellationToken cancellationToken)
     {
         var remediation = rule.Definition.Remediate;
         var labels = AlertLabels.Parse(firing.LabelsJson);
@@ -112,6 +122,11 @@ public sealed partial class AlertRemediation(
             else if (SilenceStore.HeldBackBy(labels, await silences.ActiveAsync(time.GetUtcNow().UtcDateTime, cancellationToken),
                          await windows.GetAsync(cancellationToken), time.GetUtcNow().UtcDateTime) is { } held)
                 refusal = $"not run while the host's alerts are held back: {held}"; // planned work is not to be "fixed" mid-way
+            else if (rule.RemediationMinInterval > TimeSpan.Zero && await RateLimitAsync(rule, firing, agentId, since, cancellationToken) is { } limit)
+            {
+                if (limit.Length == 0) return false; // an earlier firing of this rule and host is not decided yet: the next pass
+                refusal = limit;
+            }
             else
             {
                 var request = new CreateRunRequest { Task = remediation.Task, Confirm = remediation.Confirm, ClientToken = token };
@@ -128,6 +143,43 @@ public sealed partial class AlertRemediation(
             }
         }
         return await RecordAsync(rule, firing, alert, agentId, runId, refusal, cancellationToken);
+    }
+
+    /// <summary>
+    /// Null when the firing may remediate; the refusal when the previous run of the rule on the host was created less than
+    /// the rule's min_interval before the firing; "" when an earlier firing of the rule and host, still due, has no
+    /// recorded outcome yet (deciding now could disagree with what that firing's outcome will be).
+    /// </summary>
+    async Task<string?> RateLimitAsync(CompiledRule rule, AlertTransitionRecord firing, string agentId, DateTime since, CancellationToken cancellationToken)
+    {
+        var interval = rule.RemediationMinInterval;
+        var from = firing.Time - interval;
+        await using var db = dbFactory.CreateDbContext();
+        var all = db.Set<AlertTransitionRecord>();
+        var undecided = await all.AsNoTracking()
+            .Where(t => t.RuleId == firing.RuleId && t.Kind == AlertTransitionKinds.Firing && t.Id < firing.Id && t.Time >= since)
+            .Where(t => !all.Any(r => r.RuleId == t.RuleId && r.Fingerprint == t.Fingerprint && r.Episode == t.Episode && r.Kind == AlertTransitionKinds.Remediation))
+            .Select(t => new { t.Id, t.LabelsJson }).ToListAsync(cancellationToken);
+        if (undecided.Any(t => AlertLabels.Parse(t.LabelsJson).GetValueOrDefault("agent_id") == agentId))
+        {
+            LogWaitingForEarlier(firing.RuleName, firing.Id, agentId);
+            return "";
+        }
+        // An outcome is recorded after its run was created, so one recorded before `from` has no run after it.
+        var outcomes = await all.AsNoTracking()
+            .Where(t => t.RuleId == firing.RuleId && t.Kind == AlertTransitionKinds.Remediation && t.Time >= from)
+            .Select(t => new { t.Time, t.LabelsJson, t.AnnotationsJson }).ToListAsync(cancellationToken);
+        var runs = outcomes.Select(o => (o.Time, Labels: AlertLabels.Parse(o.LabelsJson), Outcome: AlertLabels.Parse(o.AnnotationsJson)))
+            .Where(o => o.Labels.GetValueOrDefault("agent_id") == agentId && o.Outcome.TryGetValue("run_id", out _)
+                        && long.TryParse(o.Outcome.GetValueOrDefault("firing_transition"), NumberStyles.Integer, CultureInfo.InvariantCulture, out var of) && of < firing.Id)
+            .Select(o => (RunId: o.Outcome["run_id"], o.Time)).ToList();
+        if (runs.Count == 0) return null;
+        var ids = runs.Select(r => r.RunId).ToList();
+        var created = await db.Runs.AsNoTracking().Where(r => ids.Contains(r.Id)).Select(r => new { r.Id, r.CreatedAt }).ToDictionaryAsync(r => r.Id, r => r.CreatedAt, cancellationToken);
+        var last = runs.Select(r => (r.RunId, At: created.TryGetValue(r.RunId, out var at) ? at : r.Time)).MaxBy(r => r.At);
+        if (last.At <= from) return null;
+        return string.Create(CultureInfo.InvariantCulture,
+            $"rate limited: remediate.min_interval is {Durations.Format(interval)} and the last remediation of rule {rule.Name} on {agentId} was run {last.RunId} at {last.At:yyyy-MM-ddTHH:mm:ssZ} (this firing: {firing.Time:yyyy-MM-ddTHH:mm:ssZ})");
     }
 
     /// <summary>The outcome, once: the remediation transition's unique key decides which replica writes it (and its audit row).</summary>
@@ -189,6 +241,9 @@ public sealed partial class AlertRemediation(
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Rule {Rule}, firing {TransitionId}: remediation {Task} on {AgentId} refused: {Reason}")]
     partial void LogRefused(string rule, long transitionId, string task, string agentId, string reason);
+
+    [LoggerMessage(Level = LogLevel.Debug, Message = "Rule {Rule}, firing {TransitionId}: an earlier firing on {AgentId} has no remediation outcome yet; decided on a later pass")]
+    partial void LogWaitingForEarlier(string rule, long transitionId, string agentId);
 
     [LoggerMessage(Level = LogLevel.Debug, Message = "Rule {Rule}, firing {TransitionId}: another replica recorded the remediation first")]
     partial void LogRecordedElsewhere(long transitionId, string rule);

@@ -57,6 +57,12 @@ public sealed class CompiledRule
     public string Severity => Definition.Severity;
     public TimeSpan For { get; init; }
 
+    /// <summary>
+    /// The least time between two remediation runs of this rule on one host (<c>remediate.min_interval</c>, default
+    /// <see cref="RuleCompiler.DefaultRemediationMinInterval"/>); zero: no limit. Only meaningful with a remediation.
+    /// </summary>
+    public TimeSpan RemediationMinInterval => Definition.Remediate is { } r ? RuleCompiler.RemediationMinInterval(r) : TimeSpan.Zero;
+
     /// <summary>How long a condition holds before pending turns firing (offline rules put their duration in the condition).</summary>
     public TimeSpan PendingFor => Kind == RuleKinds.Offline ? TimeSpan.Zero : For;
     public string Metric { get; init; } = "";
@@ -272,6 +278,18 @@ public static partial class RuleCompiler
         return pattern.IsMatch(value) ? value : throw new RuleInvalidException($"{field}: '{text}' is not {what}");
     }
 
+    /// <summary>The default <c>remediate.min_interval</c>: a flapping alert restarts a service at most every 10 minutes.</summary>
+    public static readonly TimeSpan DefaultRemediationMinInterval = TimeSpan.FromMinutes(10);
+
+    /// <summary><c>remediate.min_interval</c> as a time span (empty: the default; "0": no limit); throws naming the field and value.</summary>
+    public static TimeSpan RemediationMinInterval(Remediation remediation)
+    {
+        var text = remediation.MinInterval.Trim();
+        if (text.Length == 0) return DefaultRemediationMinInterval;
+        return Durations.TryParse(text, out var value) && value <= TimeSpan.FromDays(30) ? value
+            : throw new RuleInvalidException($"remediate.min_interval: '{remediation.MinInterval}' is not a duration between 0 (no limit) and 30d such as 10m, 1h, 0");
+    }
+
     /// <summary>The remediation's shape (the task's existence, its parameter schema and the agent's policy are checked when it runs).</summary>
     static void CheckRemediation(Rule rule)
     {
@@ -282,6 +300,7 @@ public static partial class RuleCompiler
             throw new RuleInvalidException("remediate.task: a task name is required (e.g. service.restart)");
         if (!TaskName().IsMatch(remediation.Task))
             throw new RuleInvalidException($"remediate.task: '{remediation.Task}' is not a task name (letters, digits, '.', '_', '-', at most 128 characters, e.g. service.restart)");
+        RemediationMinInterval(remediation);
         if (remediation.Parameters.Count > 50) throw new RuleInvalidException($"remediate.parameters: {remediation.Parameters.Count} parameters; at most 50");
         foreach (var (name, value) in remediation.Parameters)
         {

@@ -75,5 +75,6 @@ sealed class NotificationRecordConfiguration : IEntityTypeConfiguration<Notifica
         b.HasIndex(n => new { n.TransitionId, n.Receiver, n.Sequence }).IsUnique();
         b.HasIndex(n => new { n.State, n.NextAttemptAt });
         b.HasIndex(n => new { n.Receiver, n.State, n.NextAttemptAt });
+        b.HasIndex(n => new { n.State, n.CreatedAt }); // NotificationRetention
     }
 }

@@ -6,7 +6,7 @@ public static class NotificationsExtensions
 {
     /// <summary>
     /// The alert fan-out: router, MassTransit delivery (RabbitMQ when <c>ConnectionStrings:RabbitMq</c> is set, the in-memory
-    /// transport otherwise), the sweeper and the Slack, email and webhook senders.
+    /// transport otherwise), the sweeper, the retention and the Slack, email and webhook senders.
     /// </summary>
     public static WebApplicationBuilder AddNotifications(this WebApplicationBuilder builder)
     {
@@ -21,6 +21,8 @@ public static class NotificationsExtensions
         services.AddHostedService(sp => sp.GetRequiredService<NotificationRouter>());
         services.AddSingleton<NotificationSweeper>();
         services.AddHostedService(sp => sp.GetRequiredService<NotificationSweeper>());
+        services.AddSingleton<NotificationRetention>();
+        services.AddHostedService(sp => sp.GetRequiredService<NotificationRetention>());
 
         var rabbit = builder.Configuration.GetConnectionString("RabbitMq");
         var section = builder.Configuration.GetSection(NotificationsOptions.Section);

@@ -54,6 +54,15 @@ public sealed class NotificationsOptions : IValidatableObject
     /// <summary>A still-firing, unacknowledged alert is notified again this often. 0: never.</summary>
     public TimeSpan RepeatInterval { get; set; } = TimeSpan.FromHours(4);
 
+    /// <summary>
+    /// Notification rows in a final state (sent, dead, silenced, inhibited) older than this are deleted, once their alert
+    /// episode is over (see <see cref="NotificationRetention"/>). Default 30 days, the runbook's log retention.
+    /// </summary>
+    public TimeSpan Retention { get; set; } = TimeSpan.FromDays(30);
+
+    /// <summary>How often the notification retention runs.</summary>
+    public TimeSpan RetentionInterval { get; set; } = TimeSpan.FromHours(1);
+
     /// <summary>Alerts of hosts inside an open maintenance window are silenced (planned restarts page nobody).</summary>
     public bool SilenceMaintenanceWindows { get; set; } = true;
 
@@ -130,6 +139,10 @@ public sealed class NotificationsOptions : IValidatableObject
                 yield return new($"{Section}:GroupBy: '{label}' is not a label name (letters, digits, '_').", [nameof(GroupBy)]);
         if (RepeatInterval < TimeSpan.Zero || (RepeatInterval > TimeSpan.Zero && RepeatInterval < TimeSpan.FromMinutes(1)))
             yield return new($"{Section}:RepeatInterval: '{RepeatInterval}' must be 0 (never) or at least 1 minute.", [nameof(RepeatInterval)]);
+        if (Retention < TimeSpan.FromDays(1) || Retention > TimeSpan.FromDays(3650))
+            yield return new($"{Section}:Retention: '{Retention}' must be between 1 day and 3650 days.", [nameof(Retention)]);
+        if (RetentionInterval < TimeSpan.FromMinutes(1) || RetentionInterval > TimeSpan.FromDays(1))
+            yield return new($"{Section}:RetentionInterval: '{RetentionInterval}' must be between 1 minute and 1 day.", [nameof(RetentionInterval)]);
         for (var i = 0; i < Inhibit.Count; i++)
         {
             var key = $"{Section}:Inhibit:{i}";

@@ -100,7 +100,8 @@ sealed class ReceiversApi(
         if (names.Count == 0) return stats;
         await using var db = dbFactory.CreateDbContext();
         var rows = db.Set<NotificationRecord>().AsNoTracking().Where(n => names.Contains(n.Receiver));
-        // One pass over the receivers' rows for the counts and the last delivery (no index covers Receiver: a full scan).
+        // One grouped pass over the receivers' rows for the counts and the last delivery; NotificationRetention keeps the
+        // table to the retention window (plus still-open alert episodes), so this stays bounded.
         var counts = await rows.GroupBy(n => new { n.Receiver, n.State })
             .Select(g => new { g.Key.Receiver, g.Key.State, Count = g.LongCount(), LastSent = g.Max(n => n.SentAt) }).ToListAsync(cancellationToken);
         foreach (var c in counts)

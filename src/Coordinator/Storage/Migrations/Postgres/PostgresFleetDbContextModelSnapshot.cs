@@ -821,6 +821,8 @@ namespace Fleet.Coordinator.Storage.Migrations.Postgres
 
                     b.HasKey("Id");
 
+                    b.HasIndex("State", "CreatedAt");
+
                     b.HasIndex("State", "NextAttemptAt");
 
                     b.HasIndex("Receiver", "State", "NextAttemptAt");

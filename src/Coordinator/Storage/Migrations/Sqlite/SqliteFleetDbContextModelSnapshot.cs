@@ -782,6 +782,8 @@ namespace Fleet.Coordinator.Storage.Migrations.Sqlite
 
                     b.HasKey("Id");
 
+                    b.HasIndex("State", "CreatedAt");
+
                     b.HasIndex("State", "NextAttemptAt");
 
                     b.HasIndex("Receiver", "State", "NextAttemptAt");
