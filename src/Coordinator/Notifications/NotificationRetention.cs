@@ -42,8 +42,9 @@ public sealed partial class NotificationRetention(
         do
         {
             try { await RunOnceAsync(stoppingToken); }
-            catch (Exception ex) when (ex is System.Data.Common.DbException or InvalidOperationException or DbUpdateException)
+            catch (Exception ex) when (ex is not OperationCanceledException || !stoppingToken.IsCancellationRequested)
             {
+                // A database outage (or a bug) costs this pass, never the coordinator.
                 LogFailed(ex);
             }
         }

@@ -108,12 +108,13 @@ public sealed class RetentionTests(PostgresDatabase postgres) : IClassFixture<Po
         var bulkGone = await AddAsync(f, Enumerable.Range(0, NotificationRetention.BatchSize + 3)
             .Select(i => Row(bulk[0], NotificationStates.Sent, old, sequence: i)).ToArray());
 
-        var deleted = await f.Services.GetRequiredService<NotificationRetention>().RunOnceAsync(default);
+        // (The start-up pass of the background service may run meanwhile and take some rows first: the rows left are
+        // the outcome to check, not this call's count.)
+        await f.Services.GetRequiredService<NotificationRetention>().RunOnceAsync(default);
 
         var all = overGone.Concat(overKept).Concat(otherGone).Concat(openKept).Concat(bulkGone).ToList();
         var left = await LeftAsync(f, all);
         Assert.Equal(overKept.Concat(openKept).Order(), left.Order());
-        Assert.True(deleted >= overGone.Count + otherGone.Count + bulkGone.Count, $"deleted {deleted}");
         Assert.Equal(0, await f.Services.GetRequiredService<NotificationRetention>().RunOnceAsync(default));
 
         // Once the firing alert resolves and its resolved transition is routed, its old rows go too.
