@@ -24,7 +24,7 @@ public sealed partial class LogShipper : IDisposable
     readonly ILogger logger;
 
     readonly Lock gate = new();
-    List<(LogEntry Entry, CheckpointMark Mark)> pending = [];
+    List<(LogEntry Entry, CheckpointMark Mark, int Size)> pending = [];
     long pendingBytes;
     long oldestPending;
     readonly Dictionary<OutboxKey, (long Sequence, List<CheckpointMark> Marks)> inFlight = [];
@@ -79,11 +79,12 @@ public sealed partial class LogShipper : IDisposable
     public void Add(LogEntry entry, CheckpointMark mark)
     {
         var full = false;
+        var size = entry.CalculateSize() + EntryOverhead; // once: protobuf does not cache it, and it walks every string
         lock (gate)
         {
             if (pending.Count == 0) oldestPending = time.GetTimestamp();
-            pending.Add((entry, mark));
-            pendingBytes += entry.CalculateSize() + EntryOverhead;
+            pending.Add((entry, mark, size));
+            pendingBytes += size;
             full = pendingBytes >= settings.BatchMaxBytes;
         }
         if (full) Wake();
@@ -151,7 +152,7 @@ public sealed partial class LogShipper : IDisposable
     /// <summary>Writes everything queued to the outbox as batches of at most <see cref="LogSettings.BatchMaxBytes"/>.</summary>
     public async Task FlushAsync(CancellationToken cancellationToken)
     {
-        List<(LogEntry Entry, CheckpointMark Mark)> taken;
+        List<(LogEntry Entry, CheckpointMark Mark, int Size)> taken;
         lock (gate)
         {
             if (pending.Count == 0) return;
@@ -168,8 +169,7 @@ public sealed partial class LogShipper : IDisposable
             var size = 0;
             for (; i < taken.Count; i++)
             {
-                var (entry, mark) = taken[i];
-                var entrySize = entry.CalculateSize() + EntryOverhead;
+                var (entry, mark, entrySize) = taken[i];
                 if (size > 0 && size + entrySize > settings.BatchMaxBytes) break;
                 batch.Entries.Add(entry);
                 marks[mark.Key] = mark;
