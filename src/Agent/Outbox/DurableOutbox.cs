@@ -67,7 +67,6 @@ public sealed class DurableOutbox : IAsyncDisposable
     private readonly List<PendingAppend> _batch = [];
     private readonly List<InFlightRecord> _inFlight = [];
     private readonly List<(Segment Segment, long LengthBefore)> _touched = [];
-    private readonly Crc32 _crc = new();
     private readonly byte[] _header = new byte[SegmentFormat.HeaderSize];
     private readonly ReadOnlyMemory<byte>[] _frameParts = new ReadOnlyMemory<byte>[2];
     private long _nextSegmentId;
@@ -502,7 +501,7 @@ public sealed class DurableOutbox : IAsyncDisposable
         var segment = _active!;
         var offset = segment.Length;
         var counter = _nextCounter++; // consumed even if the write fails: a counter is never reused
-        SegmentFormat.WriteHeader(_header, _state.Epoch, counter, payload.Span, _crc);
+        SegmentFormat.WriteHeader(_header, _state.Epoch, counter, payload.Span);
         _frameParts[0] = _header;
         _frameParts[1] = payload;
         try
