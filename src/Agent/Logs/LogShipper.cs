@@ -1,3 +1,4 @@
+using System.Buffers;
 using Fleet.Agent.Outbox;
 using Fleet.Protocol.V1;
 using Google.Protobuf;
@@ -25,6 +26,9 @@ public sealed partial class LogShipper : IDisposable
 
     readonly Lock gate = new();
     List<(LogEntry Entry, CheckpointMark Mark, int Size)> pending = [];
+    /// <summary>The list <see cref="FlushAsync"/> took last time, emptied, for <see cref="pending"/> to swap with: a
+    /// new list per flush regrew to thousands of entries each time, its larger arrays on the large-object heap.</summary>
+    List<(LogEntry Entry, CheckpointMark Mark, int Size)>? spare;
     long pendingBytes;
     long oldestPending;
     readonly Dictionary<OutboxKey, (long Sequence, List<CheckpointMark> Marks)> inFlight = [];
@@ -156,7 +160,8 @@ public sealed partial class LogShipper : IDisposable
         lock (gate)
         {
             if (pending.Count == 0) return;
-            (taken, pending) = (pending, []);
+            (taken, pending) = (pending, spare ?? []);
+            spare = null;
             pendingBytes = 0;
             room?.TrySetResult();
             room = null;
@@ -180,15 +185,24 @@ public sealed partial class LogShipper : IDisposable
             lock (gate) sequence = ++nextSequence;
             await WaitWhileTheCoordinatorIsBehindAsync();
             AppendResult result;
+            // A rented buffer, not ToByteArray: a batch is a large object, and one per batch made the GC collect
+            // generation 2 over and over. The outbox does not keep the buffer once the append has returned.
+            var length = record.CalculateSize();
+            var buffer = ArrayPool<byte>.Shared.Rent(length);
             try
             {
-                result = await outbox.AppendAsync(record.ToByteArray(), cancellationToken);
+                record.WriteTo(buffer.AsSpan(0, length));
+                result = await outbox.AppendAsync(buffer.AsMemory(0, length), cancellationToken);
             }
             catch (ObjectDisposedException)
             {
                 // Shutting down: not written, so the checkpoint stays and the entries are read again at the next start.
                 LogNotWritten(batch.Entries.Count);
                 return;
+            }
+            finally
+            {
+                ArrayPool<byte>.Shared.Return(buffer);
             }
             if (result.Status == AppendStatus.Dropped)
             {
@@ -205,6 +219,8 @@ public sealed partial class LogShipper : IDisposable
             }
             counters.Shipped(batch.Entries.Count);
         }
+        taken.Clear();
+        lock (gate) spare = taken;
     }
 
     /// <summary>Connected, but the outbox is over half its bound: wait for acks (not at shutdown, which must not hang).</summary>
