@@ -166,58 +166,72 @@ public sealed partial class LogShipper : IDisposable
             room?.TrySetResult();
             room = null;
         }
-        var i = 0;
-        while (i < taken.Count)
+        // Every batch of this flush is handed to the outbox before the first is awaited, so they share one group
+        // commit (one fsync) instead of one fsync each; the outbox keeps them in this order.
+        var appends = new List<(int Entries, Dictionary<(string, string), CheckpointMark> Marks, long Sequence, byte[] Buffer, Task<AppendResult> Append)>();
+        try
         {
-            var batch = new LogBatch();
-            var marks = new Dictionary<(string, string), CheckpointMark>();
-            var size = 0;
-            for (; i < taken.Count; i++)
+            var i = 0;
+            while (i < taken.Count)
             {
-                var (entry, mark, entrySize) = taken[i];
-                if (size > 0 && size + entrySize > settings.BatchMaxBytes) break;
-                batch.Entries.Add(entry);
-                marks[mark.Key] = mark;
-                size += entrySize;
-            }
-            var record = new Batch { CreatedAt = Timestamp.FromDateTimeOffset(time.GetUtcNow()), Logs = batch };
-            long sequence;
-            lock (gate) sequence = ++nextSequence;
-            await WaitWhileTheCoordinatorIsBehindAsync();
-            AppendResult result;
-            // A rented buffer, not ToByteArray: a batch is a large object, and one per batch made the GC collect
-            // generation 2 over and over. The outbox does not keep the buffer once the append has returned.
-            var length = record.CalculateSize();
-            var buffer = ArrayPool<byte>.Shared.Rent(length);
-            try
-            {
+                var batch = new LogBatch();
+                var marks = new Dictionary<(string, string), CheckpointMark>();
+                var size = 0;
+                for (; i < taken.Count; i++)
+                {
+                    var (entry, mark, entrySize) = taken[i];
+                    if (size > 0 && size + entrySize > settings.BatchMaxBytes) break;
+                    batch.Entries.Add(entry);
+                    marks[mark.Key] = mark;
+                    size += entrySize;
+                }
+                var record = new Batch { CreatedAt = Timestamp.FromDateTimeOffset(time.GetUtcNow()), Logs = batch };
+                long sequence;
+                lock (gate) sequence = ++nextSequence;
+                await WaitWhileTheCoordinatorIsBehindAsync();
+                // A rented buffer, not ToByteArray: a batch is a large object, and one per batch made the GC collect
+                // generation 2 over and over. The outbox does not keep the buffer once the append has returned.
+                var length = record.CalculateSize();
+                var buffer = ArrayPool<byte>.Shared.Rent(length);
                 record.WriteTo(buffer.AsSpan(0, length));
-                result = await outbox.AppendAsync(buffer.AsMemory(0, length), cancellationToken);
+                Task<AppendResult> append;
+                try { append = outbox.AppendAsync(buffer.AsMemory(0, length), cancellationToken).AsTask(); }
+                catch (Exception ex) { append = Task.FromException<AppendResult>(ex); }
+                appends.Add((batch.Entries.Count, marks, sequence, buffer, append));
             }
-            catch (ObjectDisposedException)
+            foreach (var (entries, marks, sequence, _, append) in appends)
             {
-                // Shutting down: not written, so the checkpoint stays and the entries are read again at the next start.
-                LogNotWritten(batch.Entries.Count);
-                return;
+                AppendResult result;
+                try { result = await append; }
+                catch (ObjectDisposedException)
+                {
+                    // Shutting down: not written, so the checkpoint stays and the entries are read again at the next start.
+                    LogNotWritten(entries);
+                    continue;
+                }
+                if (result.Status == AppendStatus.Dropped)
+                {
+                    counters.Dropped();
+                    LogDropped(entries, result.Reason);
+                    checkpoints.Apply(marks.Values, sequence);
+                    continue;
+                }
+                lock (gate)
+                {
+                    // The record is readable as soon as it is durable, so its ack can (rarely) arrive before this line.
+                    if (unclaimedAcks.Contains(result.Key)) acknowledged.Add((sequence, [.. marks.Values]));
+                    else inFlight[result.Key] = (sequence, [.. marks.Values]);
+                }
+                counters.Shipped(entries);
             }
-            finally
+        }
+        finally
+        {
+            foreach (var append in appends)
             {
-                ArrayPool<byte>.Shared.Return(buffer);
+                // Returned only once the outbox is done with it (an append still running keeps its buffer).
+                if (append.Append.IsCompleted) ArrayPool<byte>.Shared.Return(append.Buffer);
             }
-            if (result.Status == AppendStatus.Dropped)
-            {
-                counters.Dropped();
-                LogDropped(batch.Entries.Count, result.Reason);
-                checkpoints.Apply(marks.Values, sequence);
-                continue;
-            }
-            lock (gate)
-            {
-                // The record is readable as soon as it is durable, so its ack can (rarely) arrive before this line.
-                if (unclaimedAcks.Contains(result.Key)) acknowledged.Add((sequence, [.. marks.Values]));
-                else inFlight[result.Key] = (sequence, [.. marks.Values]);
-            }
-            counters.Shipped(batch.Entries.Count);
         }
         taken.Clear();
         lock (gate) spare = taken;

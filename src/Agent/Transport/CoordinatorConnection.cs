@@ -179,7 +179,8 @@ public sealed partial class CoordinatorConnection(
         while (true)
         {
             var message = await NextBatchMessageAsync(cancellationToken);
-            await WriteAsync(requests, writeLock, message, cancellationToken);
+            try { await WriteAsync(requests, writeLock, message, cancellationToken); }
+            finally { message.Release(); } // serialized into gRPC's buffer by now (or never sent: read again after a rewind)
         }
     }
 
@@ -198,11 +199,11 @@ public sealed partial class CoordinatorConnection(
     {
         while (true)
         {
-            var record = await outbox.ReadNextAsync(cancellationToken);
+            var record = await outbox.ReadNextPooledAsync(cancellationToken);
             OutgoingMessage message;
             Batch.PayloadOneofCase payload;
             if (BatchRecord.IsSendableAsIs(record.Payload.Span, out payload))
-                message = OutgoingMessage.ForRecord(record.Key, record.Payload);
+                message = OutgoingMessage.ForRecord(record);
             else
             {
                 Batch batch;
@@ -210,9 +211,11 @@ public sealed partial class CoordinatorConnection(
                 catch (Google.Protobuf.InvalidProtocolBufferException ex)
                 {
                     // Can only happen if the disk returned garbage that still passed the checksum; never send it.
+                    DurableOutbox.Release(record);
                     outbox.Reject(record.Key, $"unreadable payload: {ex.Message}");
                     continue;
                 }
+                DurableOutbox.Release(record); // the parsed batch holds copies
                 batch.Key = new BatchKey { Epoch = record.Key.Epoch, Counter = record.Key.Counter };
                 payload = batch.PayloadCase;
                 message = OutgoingMessage.From(new AgentMessage { Batch = batch });
@@ -222,6 +225,7 @@ public sealed partial class CoordinatorConnection(
                 Interlocked.Increment(ref oversizedRecords);
                 LogOversized(record.Key.Epoch, record.Key.Counter, payload.ToString(), message.Length, options.MaxMessageBytes);
                 outbox.Reject(record.Key, $"message of {message.Length} bytes exceeds the {options.MaxMessageBytes}-byte limit");
+                message.Release();
                 continue;
             }
             return message;

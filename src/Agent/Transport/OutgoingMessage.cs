@@ -22,13 +22,21 @@ internal sealed class OutgoingMessage
     const byte KeyTag = 1 << 3 | 2;
 
     readonly byte[]? prefix;
+    readonly OutboxRecord? pooled;
 
-    OutgoingMessage(AgentMessage? message, byte[]? prefix, ReadOnlyMemory<byte> record, int length)
+    OutgoingMessage(AgentMessage? message, byte[]? prefix, ReadOnlyMemory<byte> record, int length, OutboxRecord? pooled = null)
     {
         Message = message;
         this.prefix = prefix;
         Record = record;
         Length = length;
+        this.pooled = pooled;
+    }
+
+    /// <summary>Hands a pooled record's buffer back (<see cref="DurableOutbox.Release"/>) once the message is written.</summary>
+    public void Release()
+    {
+        if (pooled is not null) DurableOutbox.Release(pooled);
     }
 
     /// <summary>The generated message, or null for a record sent as it is.</summary>
@@ -42,8 +50,12 @@ internal sealed class OutgoingMessage
 
     public static OutgoingMessage From(AgentMessage message) => new(message, null, default, message.CalculateSize());
 
+    /// <summary>The AgentMessage carrying an outbox record as it is, with the record's key set; <see cref="Release"/>
+    /// returns its buffer when it came from <see cref="DurableOutbox.ReadNextPooledAsync"/>.</summary>
+    public static OutgoingMessage ForRecord(OutboxRecord record) => ForRecord(record.Key, record.Payload, record);
+
     /// <summary>The AgentMessage carrying <paramref name="record"/> (a Batch without key) with <paramref name="key"/> set.</summary>
-    public static OutgoingMessage ForRecord(OutboxKey key, ReadOnlyMemory<byte> record)
+    public static OutgoingMessage ForRecord(OutboxKey key, ReadOnlyMemory<byte> record, OutboxRecord? pooled = null)
     {
         var keyBody = VarintFieldSize(key.Epoch) + VarintFieldSize(key.Counter);
         var batchLength = (long)1 + CodedOutputStream.ComputeLengthSize(keyBody) + keyBody + record.Length;
@@ -56,7 +68,7 @@ internal sealed class OutgoingMessage
         at += WriteVarint(prefix.AsSpan(at), (ulong)keyBody);
         if (key.Epoch != 0) { prefix[at++] = 1 << 3; at += WriteVarint(prefix.AsSpan(at), key.Epoch); }
         if (key.Counter != 0) { prefix[at++] = 2 << 3; at += WriteVarint(prefix.AsSpan(at), key.Counter); }
-        return new OutgoingMessage(null, prefix, record, prefix.Length + record.Length);
+        return new OutgoingMessage(null, prefix, record, prefix.Length + record.Length, pooled);
     }
 
     /// <summary>Writes the encoded AgentMessage (for tests and diagnostics; the stream writes through <see cref="Marshaller"/>).</summary>
