@@ -102,15 +102,21 @@ public sealed partial class LogEntryProcessor(LogSourceSettings source, IReadOnl
     /// <summary>ERROR/ERR/FATAL/CRIT → error, WARN/WARNING → warn, INFO/NOTICE → info, DEBUG/TRACE → debug, else "".</summary>
     public static string ParseSeverity(string message)
     {
-        var match = SeverityWord().Match(message.Length > 1024 ? message[..1024] : message);
-        if (!match.Success) return "";
-        return match.Value.ToUpperInvariant() switch
+        // Allocation-free (per line): the first match as a span, classified ignoring ASCII case (every word the
+        // regex matches is ASCII), instead of a Match object, a substring and an upper-cased copy.
+        var text = message.AsSpan(0, Math.Min(message.Length, 1024));
+        foreach (var match in SeverityWord().EnumerateMatches(text))
         {
-            "ERROR" or "ERR" or "FATAL" or "CRIT" or "CRITICAL" or "EMERG" or "ALERT" => "error",
-            "WARN" or "WARNING" => "warn",
-            "INFO" or "NOTICE" => "info",
-            _ => "debug",
-        };
+            var word = text.Slice(match.Index, match.Length);
+            if (Is(word, "ERROR") || Is(word, "ERR") || Is(word, "FATAL") || Is(word, "CRIT") || Is(word, "CRITICAL") || Is(word, "EMERG") || Is(word, "ALERT"))
+                return "error";
+            if (Is(word, "WARN") || Is(word, "WARNING")) return "warn";
+            if (Is(word, "INFO") || Is(word, "NOTICE")) return "info";
+            return "debug";
+        }
+        return "";
+
+        static bool Is(ReadOnlySpan<char> word, string name) => System.Text.Ascii.EqualsIgnoreCase(word, name);
     }
 
     /// <summary>syslog PRIORITY (0-7) → severity.</summary>

@@ -194,9 +194,8 @@ public sealed partial class LogShipper : IDisposable
                 var length = record.CalculateSize();
                 var buffer = ArrayPool<byte>.Shared.Rent(length);
                 record.WriteTo(buffer.AsSpan(0, length));
-                Task<AppendResult> append;
-                try { append = outbox.AppendAsync(buffer.AsMemory(0, length), cancellationToken).AsTask(); }
-                catch (Exception ex) { append = Task.FromException<AppendResult>(ex); }
+                // Not awaited yet (an async method: a closed outbox faults the task, awaited below).
+                var append = outbox.AppendAsync(buffer.AsMemory(0, length), cancellationToken).AsTask();
                 appends.Add((batch.Entries.Count, marks, sequence, buffer, append));
             }
             foreach (var (entries, marks, sequence, _, append) in appends)

@@ -179,8 +179,10 @@ public sealed partial class CoordinatorConnection(
         while (true)
         {
             var message = await NextBatchMessageAsync(cancellationToken);
-            try { await WriteAsync(requests, writeLock, message, cancellationToken); }
-            finally { message.Release(); } // serialized into gRPC's buffer by now (or never sent: read again after a rewind)
+            await WriteAsync(requests, writeLock, message, cancellationToken);
+            // Serialized into gRPC's buffer by now. Not on a failed or cancelled write, which might still read it:
+            // that buffer is left to the GC.
+            message.Release();
         }
     }
 
