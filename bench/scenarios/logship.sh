@@ -8,6 +8,8 @@
 #       omfwd over TCP (newline-framed, template "%msg%\n") to the same sink's TCP line counter on loopback.
 # Reports MB/s, lines/s, the shipper's CPU seconds and peak RSS, lines lost/duplicated, and the ratio.
 #   bench/scenarios/logship.sh [lines] [agent|rsyslog|both (default)]
+# Profiling: FLEET_BENCH_PERF=/path/perf.data records `perf record -g` of the agent during the measured interval (the
+# NativeAOT binary is then published with its symbols: StripSymbols=false); `perf report -i /path/perf.data`.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 lines=${1:-2000000}; which=${2:-both}
@@ -32,7 +34,7 @@ if [ "${FLEET_BENCH_AGENT:-aot}" = jit ]; then
   dotnet build src/Agent -c Release -nologo -v quiet "-clp:ErrorsOnly;NoSummary" >&2
   agent_cmd=(dotnet src/Agent/bin/Release/net10.0/fleet-agent.dll); agent_kind="Release build (JIT)"
 else
-  dotnet publish src/Agent -c Release -r linux-x64 -p:PublishAot=true -o "$work/agent-bin" -nologo -v quiet >/dev/null
+  dotnet publish src/Agent -c Release -r linux-x64 -p:PublishAot=true ${FLEET_BENCH_PERF:+-p:StripSymbols=false} -o "$work/agent-bin" -nologo -v quiet >/dev/null
   agent_cmd=("$work/agent-bin/fleet-agent"); agent_kind="NativeAOT publish"
 fi
 
@@ -49,7 +51,11 @@ sink_stop() { kill -TERM "$sink_pid"; wait "$sink_pid" 2>/dev/null || true; }
 
 # Appends the workload to $1 (tailed by pid $2), waits for the sink to count every line (timeout 600 s), prints a result.
 measure() {
-  local file=$1 pid=$2 name=$3 c0 c1 t0 tend rss done_line deadline
+  local file=$1 pid=$2 name=$3 profile=${4:-} c0 c1 t0 tend rss done_line deadline perf_pid=
+  if [ -n "$profile" ]; then
+    perf record -g -F 499 -o "$profile" -p "$pid" >"$work/perf.log" 2>&1 & perf_pid=$!
+    sleep 1
+  fi
   c0=$(awk '{print $14+$15}' "/proc/$pid/stat")
   t0=$(date +%s%3N)
   cat "$work/lines.txt" >>"$file"
@@ -58,6 +64,7 @@ measure() {
     [ "$(date +%s%3N)" -lt "$deadline" ] || { echo "$name: timed out; $(tail -2 "$sink_log")"; break; }
     sleep 0.2
   done
+  if [ -n "$perf_pid" ]; then kill -INT "$perf_pid"; wait "$perf_pid" 2>/dev/null || true; fi
   sleep 1 # let a few more (duplicate) deliveries show up before the totals
   c1=$(awk '{print $14+$15}' "/proc/$pid/stat"); rss=$(awk '/VmHWM/ {print $2}' "/proc/$pid/status")
   tend=$(echo "$done_line" | sed -n 's/.*at_unix_ms=\([0-9]*\).*/\1/p'); tend=${tend:-$(date +%s%3N)}
@@ -81,7 +88,12 @@ JSON
   "${agent_cmd[@]}" --config "$work/fleet/agent.json" >"$work/fleet/agent.log" 2>&1 &
   agent=$!; pids+=("$agent")
   sleep 3 # connected, the file opened
-  measure "$work/fleet/logs/app.log" "$agent" "fleet-agent ($agent_kind)"
+  measure "$work/fleet/logs/app.log" "$agent" "fleet-agent ($agent_kind)" "${FLEET_BENCH_PERF:-}"
+  if [ -n "${FLEET_BENCH_PERF:-}" ]; then # symbols resolve only while the published binary exists: report now
+    perf report -i "$FLEET_BENCH_PERF" --no-children --sort dso,symbol --stdio -g none >"$FLEET_BENCH_PERF.self.txt" 2>/dev/null || true
+    perf report -i "$FLEET_BENCH_PERF" --children --sort symbol --stdio -g none >"$FLEET_BENCH_PERF.children.txt" 2>/dev/null || true
+    echo "  profile: $FLEET_BENCH_PERF.self.txt, $FLEET_BENCH_PERF.children.txt"
+  fi
   grep -A1 'DurableOutbox' "$work/fleet/agent.log" | grep -o 'Outbox is at its bound.*' | tail -1 | sed 's/^/  agent: /' || true
   kill -TERM "$agent"; wait "$agent" 2>/dev/null || true
 fi

@@ -363,14 +363,23 @@ public sealed partial class FileSource : IDisposable
                     lines++;
                     continue;
                 }
-                file.Partial.AddRange(span[..take]);
                 file.ReadPosition += take;
-                span = span[take..];
-                if (newline >= 0)
+                if (newline >= 0 && file.Partial.Count == 0)
                 {
-                    EmitLine(file, file.ReadPosition);
+                    // The whole line is in this chunk (the common case): decoded straight from the read buffer.
+                    EmitLine(file, span[..take], file.ReadPosition);
                     lines++;
                 }
+                else
+                {
+                    file.Partial.AddRange(span[..take]);
+                    if (newline >= 0)
+                    {
+                        EmitPartial(file);
+                        lines++;
+                    }
+                }
+                span = span[take..];
             }
             file.PartialSince = time.GetTimestamp(); // when data last arrived; not the poll's start, which a long read leaves behind
         }
@@ -382,19 +391,30 @@ public sealed partial class FileSource : IDisposable
             FlushEntry(file);
     }
 
-    void EmitPartial(TailedFile file) => EmitLine(file, file.ReadPosition);
-
-    /// <summary>The bytes in <see cref="TailedFile.Partial"/> form a line ending at <paramref name="end"/>.</summary>
-    void EmitLine(TailedFile file, long end)
+    /// <summary>The bytes in <see cref="TailedFile.Partial"/> form a line ending at the read position.</summary>
+    void EmitPartial(TailedFile file)
     {
-        var span = System.Runtime.InteropServices.CollectionsMarshal.AsSpan(file.Partial);
-        var length = span.Length;
-        if (length > 0 && span[length - 1] == '\n') length--;
-        if (length > 0 && span[length - 1] == '\r') length--;
-        var line = Encoding.UTF8.GetString(span[..length]);
+        EmitLine(file, System.Runtime.InteropServices.CollectionsMarshal.AsSpan(file.Partial), file.ReadPosition);
         file.Partial.Clear();
+    }
+
+    /// <summary><paramref name="bytes"/> (with or without its line end) form a line ending at <paramref name="end"/>.
+    /// Without a multiline rule the line is the entry: its message is decoded once from the bytes and processed at
+    /// once; with one, lines are joined in <see cref="TailedFile.Entry"/> until the next entry starts.</summary>
+    void EmitLine(TailedFile file, ReadOnlySpan<byte> bytes, long end)
+    {
+        var length = bytes.Length;
+        if (length > 0 && bytes[length - 1] == '\n') length--;
+        if (length > 0 && bytes[length - 1] == '\r') length--;
+        var line = Encoding.UTF8.GetString(bytes[..length]);
         var start = file.LineStart;
         file.LineStart = end;
+        if (source.MultilineStart is null)
+        {
+            // Single-line source: nothing to join (and a pending joined entry cannot exist; the rule is fixed per source).
+            if (line.Length > 0) Ship(file, line, start, end);
+            return;
+        }
         if (file.Entry.Length > 0 && processor.StartsEntry(line)) FlushEntry(file);
         if (file.Entry.Length == 0)
         {
@@ -404,7 +424,7 @@ public sealed partial class FileSource : IDisposable
         else file.Entry.Append('\n').Append(line);
         file.EntryEnd = end;
         file.LastLineAt = time.GetTimestamp();
-        if (source.MultilineStart is null || file.Entry.Length >= settings.MaxLineBytes * 4) FlushEntry(file);
+        if (file.Entry.Length >= settings.MaxLineBytes * 4) FlushEntry(file);
     }
 
     void FlushEntry(TailedFile file)
@@ -412,11 +432,17 @@ public sealed partial class FileSource : IDisposable
         if (file.Entry.Length == 0 || file.FileId is null) return;
         var message = file.Entry.ToString();
         file.Entry.Clear();
+        Ship(file, message, file.EntryStart, file.EntryEnd);
+    }
+
+    void Ship(TailedFile file, string message, long start, long end)
+    {
+        if (file.FileId is null) return;
         var now = time.GetUtcNow();
         var at = (source.ParseTime ? LogTime.Parse(message, now) : null) ?? now.ToUnixTimeMilliseconds();
-        var entry = processor.Process(message, file.Path, file.FileId, file.EntryStart, "", at, null);
+        var entry = processor.Process(message, file.Path, file.FileId, start, "", at, null);
         if (entry is not null)
-            shipper.Add(entry, CheckpointMark.File(source.Name, file.FileId, file.Path, file.EntryEnd));
+            shipper.Add(entry, CheckpointMark.File(source.Name, file.FileId, file.Path, end));
     }
 
     public void Dispose()

@@ -15,8 +15,13 @@ public sealed partial class LogEntryProcessor(LogSourceSettings source, IReadOnl
 
     /// <summary>Every built-in credential pattern needs one of these (ignoring ASCII case): an ASCII line without any
     /// cannot match, so it skips the masker's regexes (the most expensive step per line before this check).</summary>
-    static readonly System.Buffers.SearchValues<string> CredentialHints = System.Buffers.SearchValues.Create(
-        ["passw", "pwd", "secret", "token", "key", "authorization", "://"], StringComparison.OrdinalIgnoreCase);
+    internal static readonly string[] CredentialHints = ["passw", "pwd", "secret", "token", "key", "authorization", "://"];
+
+    /// <summary>One less common character of each hint (w: passw, pwd; c: secret; k: token, key; z: authorization;
+    /// ':' for "://"), both cases: a vectorised scan finds the few places where a hint can be, each checked in place.
+    /// A <c>SearchValues&lt;string&gt;</c> over the hints took 13 % of the agent's CPU in the NativeAOT build (its
+    /// case-insensitive Aho-Corasick without a fast scan, ~0.8 µs a line); this finds the same lines.</summary>
+    static readonly System.Buffers.SearchValues<char> HintAnchors = System.Buffers.SearchValues.Create("wWcCkKzZ:");
 
     /// <summary>The entry ready to ship, or null when the source's include/exclude filter drops it.</summary>
     public LogEntry? Process(string message, string path, string fileId, long offset, string cursor, long timeUnixMs, string? severityHint)
@@ -55,7 +60,7 @@ public sealed partial class LogEntryProcessor(LogSourceSettings source, IReadOnl
 
     public string Redact(string text)
     {
-        if (!System.Text.Ascii.IsValid(text) || text.AsSpan().ContainsAny(CredentialHints)) text = Masker.Apply(text);
+        if (!System.Text.Ascii.IsValid(text) || HasCredentialHint(text)) text = Masker.Apply(text);
         foreach (var regex in redact)
         {
             try { text = regex.Replace(text, SecretMasker.Mask); }
@@ -69,18 +74,49 @@ public sealed partial class LogEntryProcessor(LogSourceSettings source, IReadOnl
         return text;
     }
 
+    /// <summary>Whether <paramref name="text"/> contains one of <see cref="CredentialHints"/>, ignoring ASCII case.</summary>
+    internal static bool HasCredentialHint(ReadOnlySpan<char> text)
+    {
+        var from = 0;
+        while (true)
+        {
+            var found = text[from..].IndexOfAny(HintAnchors);
+            if (found < 0) return false;
+            var at = from + found;
+            var hit = (text[at] | 0x20) switch
+            {
+                'w' => HintAt(text, at - 4, "passw") || HintAt(text, at - 1, "pwd"),
+                'c' => HintAt(text, at - 2, "secret"),
+                'k' => HintAt(text, at - 2, "token") || HintAt(text, at, "key"),
+                'z' => HintAt(text, at - 7, "authorization"),
+                _ => HintAt(text, at, "://"), // ':' (':' | 0x20 is ':')
+            };
+            if (hit) return true;
+            from = at + 1;
+        }
+    }
+
+    static bool HintAt(ReadOnlySpan<char> text, int start, string hint) =>
+        start >= 0 && start + hint.Length <= text.Length && System.Text.Ascii.EqualsIgnoreCase(text.Slice(start, hint.Length), hint);
+
     /// <summary>ERROR/ERR/FATAL/CRIT → error, WARN/WARNING → warn, INFO/NOTICE → info, DEBUG/TRACE → debug, else "".</summary>
     public static string ParseSeverity(string message)
     {
-        var match = SeverityWord().Match(message.Length > 1024 ? message[..1024] : message);
-        if (!match.Success) return "";
-        return match.Value.ToUpperInvariant() switch
+        // Allocation-free (per line): the first match as a span, classified ignoring ASCII case (every word the
+        // regex matches is ASCII), instead of a Match object, a substring and an upper-cased copy.
+        var text = message.AsSpan(0, Math.Min(message.Length, 1024));
+        foreach (var match in SeverityWord().EnumerateMatches(text))
         {
-            "ERROR" or "ERR" or "FATAL" or "CRIT" or "CRITICAL" or "EMERG" or "ALERT" => "error",
-            "WARN" or "WARNING" => "warn",
-            "INFO" or "NOTICE" => "info",
-            _ => "debug",
-        };
+            var word = text.Slice(match.Index, match.Length);
+            if (Is(word, "ERROR") || Is(word, "ERR") || Is(word, "FATAL") || Is(word, "CRIT") || Is(word, "CRITICAL") || Is(word, "EMERG") || Is(word, "ALERT"))
+                return "error";
+            if (Is(word, "WARN") || Is(word, "WARNING")) return "warn";
+            if (Is(word, "INFO") || Is(word, "NOTICE")) return "info";
+            return "debug";
+        }
+        return "";
+
+        static bool Is(ReadOnlySpan<char> word, string name) => System.Text.Ascii.EqualsIgnoreCase(word, name);
     }
 
     /// <summary>syslog PRIORITY (0-7) → severity.</summary>

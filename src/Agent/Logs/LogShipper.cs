@@ -1,3 +1,4 @@
+using System.Buffers;
 using Fleet.Agent.Outbox;
 using Fleet.Protocol.V1;
 using Google.Protobuf;
@@ -24,7 +25,10 @@ public sealed partial class LogShipper : IDisposable
     readonly ILogger logger;
 
     readonly Lock gate = new();
-    List<(LogEntry Entry, CheckpointMark Mark)> pending = [];
+    List<(LogEntry Entry, CheckpointMark Mark, int Size)> pending = [];
+    /// <summary>The list <see cref="FlushAsync"/> took last time, emptied, for <see cref="pending"/> to swap with: a
+    /// new list per flush regrew to thousands of entries each time, its larger arrays on the large-object heap.</summary>
+    List<(LogEntry Entry, CheckpointMark Mark, int Size)>? spare;
     long pendingBytes;
     long oldestPending;
     readonly Dictionary<OutboxKey, (long Sequence, List<CheckpointMark> Marks)> inFlight = [];
@@ -79,11 +83,12 @@ public sealed partial class LogShipper : IDisposable
     public void Add(LogEntry entry, CheckpointMark mark)
     {
         var full = false;
+        var size = entry.CalculateSize() + EntryOverhead; // once: protobuf does not cache it, and it walks every string
         lock (gate)
         {
             if (pending.Count == 0) oldestPending = time.GetTimestamp();
-            pending.Add((entry, mark));
-            pendingBytes += entry.CalculateSize() + EntryOverhead;
+            pending.Add((entry, mark, size));
+            pendingBytes += size;
             full = pendingBytes >= settings.BatchMaxBytes;
         }
         if (full) Wake();
@@ -151,60 +156,84 @@ public sealed partial class LogShipper : IDisposable
     /// <summary>Writes everything queued to the outbox as batches of at most <see cref="LogSettings.BatchMaxBytes"/>.</summary>
     public async Task FlushAsync(CancellationToken cancellationToken)
     {
-        List<(LogEntry Entry, CheckpointMark Mark)> taken;
+        List<(LogEntry Entry, CheckpointMark Mark, int Size)> taken;
         lock (gate)
         {
             if (pending.Count == 0) return;
-            (taken, pending) = (pending, []);
+            (taken, pending) = (pending, spare ?? []);
+            spare = null;
             pendingBytes = 0;
             room?.TrySetResult();
             room = null;
         }
-        var i = 0;
-        while (i < taken.Count)
+        // Every batch of this flush is handed to the outbox before the first is awaited, so they share one group
+        // commit (one fsync) instead of one fsync each; the outbox keeps them in this order.
+        var appends = new List<(int Entries, Dictionary<(string, string), CheckpointMark> Marks, long Sequence, byte[] Buffer, Task<AppendResult> Append)>();
+        try
         {
-            var batch = new LogBatch();
-            var marks = new Dictionary<(string, string), CheckpointMark>();
-            var size = 0;
-            for (; i < taken.Count; i++)
+            var i = 0;
+            while (i < taken.Count)
             {
-                var (entry, mark) = taken[i];
-                var entrySize = entry.CalculateSize() + EntryOverhead;
-                if (size > 0 && size + entrySize > settings.BatchMaxBytes) break;
-                batch.Entries.Add(entry);
-                marks[mark.Key] = mark;
-                size += entrySize;
+                var batch = new LogBatch();
+                var marks = new Dictionary<(string, string), CheckpointMark>();
+                var size = 0;
+                for (; i < taken.Count; i++)
+                {
+                    var (entry, mark, entrySize) = taken[i];
+                    if (size > 0 && size + entrySize > settings.BatchMaxBytes) break;
+                    batch.Entries.Add(entry);
+                    marks[mark.Key] = mark;
+                    size += entrySize;
+                }
+                var record = new Batch { CreatedAt = Timestamp.FromDateTimeOffset(time.GetUtcNow()), Logs = batch };
+                long sequence;
+                lock (gate) sequence = ++nextSequence;
+                await WaitWhileTheCoordinatorIsBehindAsync();
+                // A rented buffer, not ToByteArray: a batch is a large object, and one per batch made the GC collect
+                // generation 2 over and over. The outbox does not keep the buffer once the append has returned.
+                var length = record.CalculateSize();
+                var buffer = ArrayPool<byte>.Shared.Rent(length);
+                record.WriteTo(buffer.AsSpan(0, length));
+                // Not awaited yet (an async method: a closed outbox faults the task, awaited below).
+                var append = outbox.AppendAsync(buffer.AsMemory(0, length), cancellationToken).AsTask();
+                appends.Add((batch.Entries.Count, marks, sequence, buffer, append));
             }
-            var record = new Batch { CreatedAt = Timestamp.FromDateTimeOffset(time.GetUtcNow()), Logs = batch };
-            long sequence;
-            lock (gate) sequence = ++nextSequence;
-            await WaitWhileTheCoordinatorIsBehindAsync();
-            AppendResult result;
-            try
+            foreach (var (entries, marks, sequence, _, append) in appends)
             {
-                result = await outbox.AppendAsync(record.ToByteArray(), cancellationToken);
+                AppendResult result;
+                try { result = await append; }
+                catch (ObjectDisposedException)
+                {
+                    // Shutting down: not written, so the checkpoint stays and the entries are read again at the next start.
+                    LogNotWritten(entries);
+                    continue;
+                }
+                if (result.Status == AppendStatus.Dropped)
+                {
+                    counters.Dropped();
+                    LogDropped(entries, result.Reason);
+                    checkpoints.Apply(marks.Values, sequence);
+                    continue;
+                }
+                lock (gate)
+                {
+                    // The record is readable as soon as it is durable, so its ack can (rarely) arrive before this line.
+                    if (unclaimedAcks.Contains(result.Key)) acknowledged.Add((sequence, [.. marks.Values]));
+                    else inFlight[result.Key] = (sequence, [.. marks.Values]);
+                }
+                counters.Shipped(entries);
             }
-            catch (ObjectDisposedException)
-            {
-                // Shutting down: not written, so the checkpoint stays and the entries are read again at the next start.
-                LogNotWritten(batch.Entries.Count);
-                return;
-            }
-            if (result.Status == AppendStatus.Dropped)
-            {
-                counters.Dropped();
-                LogDropped(batch.Entries.Count, result.Reason);
-                checkpoints.Apply(marks.Values, sequence);
-                continue;
-            }
-            lock (gate)
-            {
-                // The record is readable as soon as it is durable, so its ack can (rarely) arrive before this line.
-                if (unclaimedAcks.Contains(result.Key)) acknowledged.Add((sequence, [.. marks.Values]));
-                else inFlight[result.Key] = (sequence, [.. marks.Values]);
-            }
-            counters.Shipped(batch.Entries.Count);
         }
+        finally
+        {
+            foreach (var append in appends)
+            {
+                // Returned only once the outbox is done with it (an append still running keeps its buffer).
+                if (append.Append.IsCompleted) ArrayPool<byte>.Shared.Return(append.Buffer);
+            }
+        }
+        taken.Clear();
+        lock (gate) spare = taken;
     }
 
     /// <summary>Connected, but the outbox is over half its bound: wait for acks (not at shutdown, which must not hang).</summary>

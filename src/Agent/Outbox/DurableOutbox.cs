@@ -67,7 +67,6 @@ public sealed class DurableOutbox : IAsyncDisposable
     private readonly List<PendingAppend> _batch = [];
     private readonly List<InFlightRecord> _inFlight = [];
     private readonly List<(Segment Segment, long LengthBefore)> _touched = [];
-    private readonly Crc32 _crc = new();
     private readonly byte[] _header = new byte[SegmentFormat.HeaderSize];
     private readonly ReadOnlyMemory<byte>[] _frameParts = new ReadOnlyMemory<byte>[2];
     private long _nextSegmentId;
@@ -190,7 +189,24 @@ public sealed class DurableOutbox : IAsyncDisposable
     /// Returns the next durable record not yet handed out since open or the last <see cref="Rewind"/>, in order,
     /// waiting (without polling) until one exists. The payload is read back from disk.
     /// </summary>
-    public async ValueTask<OutboxRecord> ReadNextAsync(CancellationToken ct)
+    public ValueTask<OutboxRecord> ReadNextAsync(CancellationToken ct) => ReadNextAsync(pooled: false, ct);
+
+    /// <summary>
+    /// As <see cref="ReadNextAsync(CancellationToken)"/>, but the payload is read into a buffer rented from
+    /// <see cref="System.Buffers.ArrayPool{T}.Shared"/>, which the caller hands back with <see cref="Release"/> once it
+    /// no longer reads the payload. For the sender: one large array per record made the GC collect over and over.
+    /// </summary>
+    public ValueTask<OutboxRecord> ReadNextPooledAsync(CancellationToken ct) => ReadNextAsync(pooled: true, ct);
+
+    /// <summary>Returns the buffer of a record from <see cref="ReadNextPooledAsync"/> to the pool (once; the record's
+    /// payload must not be read afterwards). Does nothing for other records.</summary>
+    public static void Release(OutboxRecord record)
+    {
+        if (Interlocked.Exchange(ref record.PooledBuffer, null) is { } buffer)
+            System.Buffers.ArrayPool<byte>.Shared.Return(buffer);
+    }
+
+    private async ValueTask<OutboxRecord> ReadNextAsync(bool pooled, CancellationToken ct)
     {
         while (true)
         {
@@ -198,7 +214,7 @@ public sealed class DurableOutbox : IAsyncDisposable
             lock (_sync)
             {
                 ObjectDisposedException.ThrowIf(_disposed, this);
-                if (TryTakeNext(out var record))
+                if (TryTakeNext(pooled, out var record))
                     return record;
                 _readerSignal ??= new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
                 signal = _readerSignal.Task;
@@ -502,7 +518,7 @@ public sealed class DurableOutbox : IAsyncDisposable
         var segment = _active!;
         var offset = segment.Length;
         var counter = _nextCounter++; // consumed even if the write fails: a counter is never reused
-        SegmentFormat.WriteHeader(_header, _state.Epoch, counter, payload.Span, _crc);
+        SegmentFormat.WriteHeader(_header, _state.Epoch, counter, payload.Span);
         _frameParts[0] = _header;
         _frameParts[1] = payload;
         try
@@ -754,7 +770,7 @@ public sealed class DurableOutbox : IAsyncDisposable
     // Index helpers (caller holds _sync)
     // =====================================================================================================
 
-    private bool TryTakeNext(out OutboxRecord record)
+    private bool TryTakeNext(bool pooled, out OutboxRecord record)
     {
         var removedAny = false;
         try
@@ -768,7 +784,7 @@ public sealed class DurableOutbox : IAsyncDisposable
                     if (segment.IsDone(index)) continue;
                     _cursorSegment = segment.Id;
                     _cursorIndex = index + 1;
-                    if (TryReadRecord(segment, index, out record))
+                    if (TryReadRecord(segment, index, pooled, out record))
                         return true;
                     removedAny = true;
                 }
@@ -789,7 +805,7 @@ public sealed class DurableOutbox : IAsyncDisposable
         }
     }
 
-    private bool TryReadRecord(Segment segment, int index, out OutboxRecord record)
+    private bool TryReadRecord(Segment segment, int index, bool pooled, out OutboxRecord record)
     {
         if (_readerSegment != segment)
         {
@@ -799,7 +815,9 @@ public sealed class DurableOutbox : IAsyncDisposable
         }
         var length = segment.LengthAt(index);
         var counter = segment.CounterAt(index);
-        var frame = new byte[SegmentFormat.HeaderSize + length];
+        var frameLength = SegmentFormat.HeaderSize + length;
+        var buffer = pooled ? System.Buffers.ArrayPool<byte>.Shared.Rent(frameLength) : new byte[frameLength];
+        var frame = buffer.AsSpan(0, frameLength);
         string problem;
         Exception? exception = null;
         try
@@ -811,7 +829,10 @@ public sealed class DurableOutbox : IAsyncDisposable
                 problem = "checksum mismatch";
             else
             {
-                record = new OutboxRecord(new OutboxKey(segment.Epoch, counter), frame.AsMemory(SegmentFormat.HeaderSize));
+                record = new OutboxRecord(new OutboxKey(segment.Epoch, counter), buffer.AsMemory(SegmentFormat.HeaderSize, length))
+                {
+                    PooledBuffer = pooled ? buffer : null,
+                };
                 return true;
             }
         }
@@ -820,6 +841,7 @@ public sealed class DurableOutbox : IAsyncDisposable
             problem = ex.Message;
             exception = ex;
         }
+        if (pooled) System.Buffers.ArrayPool<byte>.Shared.Return(buffer);
         // Damaged on disk after it was written: it can never be sent. Dropping it keeps the sender from getting stuck.
         _logger.LogError(exception, "Outbox record {Epoch}/{Counter} in {Path} cannot be read back ({Problem}); dropped",
             segment.Epoch, counter, segment.Path, problem);

@@ -24,7 +24,12 @@ public sealed class OutboxOptions
 public readonly record struct OutboxKey(ulong Epoch, ulong Counter);
 
 /// <summary>A record handed out by <see cref="DurableOutbox.ReadNextAsync"/>.</summary>
-public sealed record OutboxRecord(OutboxKey Key, ReadOnlyMemory<byte> Payload);
+public sealed record OutboxRecord(OutboxKey Key, ReadOnlyMemory<byte> Payload)
+{
+    /// <summary>The rented array behind <see cref="Payload"/> (<see cref="DurableOutbox.ReadNextPooledAsync"/>), until
+    /// <see cref="DurableOutbox.Release"/>.</summary>
+    internal byte[]? PooledBuffer;
+}
 
 public enum AppendStatus
 {

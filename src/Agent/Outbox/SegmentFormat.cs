@@ -23,16 +23,14 @@ internal static class SegmentFormat
 
     public static ReadOnlySpan<byte> MagicBytes => "FOB1"u8;
 
-    public static void WriteHeader(Span<byte> header, ulong epoch, ulong counter, ReadOnlySpan<byte> payload, Crc32 crc)
+    public static void WriteHeader(Span<byte> header, ulong epoch, ulong counter, ReadOnlySpan<byte> payload)
     {
         BinaryPrimitives.WriteUInt32LittleEndian(header, Magic);
         BinaryPrimitives.WriteUInt32LittleEndian(header[8..], (uint)payload.Length);
         BinaryPrimitives.WriteUInt64LittleEndian(header[12..], epoch);
         BinaryPrimitives.WriteUInt64LittleEndian(header[20..], counter);
-        crc.Reset();
-        crc.Append(header[8..HeaderSize]);
-        crc.Append(payload);
-        BinaryPrimitives.WriteUInt32LittleEndian(header[4..], crc.GetCurrentHashAsUInt32());
+        var state = Crc32Ieee.Update(~0u, header[8..HeaderSize]);
+        BinaryPrimitives.WriteUInt32LittleEndian(header[4..], ~Crc32Ieee.Update(state, payload));
     }
 
     /// <summary>Validates a complete in-memory frame (header + payload) as read back for sending.</summary>
@@ -43,7 +41,7 @@ internal static class SegmentFormat
         if (BinaryPrimitives.ReadUInt32LittleEndian(frame[8..]) != (uint)(frame.Length - HeaderSize)) return false;
         if (BinaryPrimitives.ReadUInt64LittleEndian(frame[12..]) != epoch) return false;
         if (BinaryPrimitives.ReadUInt64LittleEndian(frame[20..]) != counter) return false;
-        return BinaryPrimitives.ReadUInt32LittleEndian(frame[4..]) == Crc32.HashToUInt32(frame[8..]);
+        return BinaryPrimitives.ReadUInt32LittleEndian(frame[4..]) == Crc32Ieee.Hash(frame[8..]);
     }
 
     public enum FrameStatus { Ok, Torn, BadMagic, BadCrc }

@@ -51,7 +51,7 @@ public sealed partial class CoordinatorConnection(
             },
             MaxReceiveMessageSize = 16 * 1024 * 1024,
         });
-        var client = new AgentGateway.AgentGatewayClient(channel);
+        var client = channel.CreateCallInvoker();
         SetState(ConnectionState.Connecting, null);
 
         while (!stoppingToken.IsCancellationRequested)
@@ -83,14 +83,15 @@ public sealed partial class CoordinatorConnection(
         SetState(ConnectionState.Stopped, null);
     }
 
-    async Task RunStreamAsync(AgentGateway.AgentGatewayClient client, CancellationToken stoppingToken)
+    async Task RunStreamAsync(CallInvoker client, CancellationToken stoppingToken)
     {
         var headers = new Metadata { { Wire.ProtocolVersionHeader, Wire.ProtocolVersion.ToString(System.Globalization.CultureInfo.InvariantCulture) } };
         using var streamCts = CancellationTokenSource.CreateLinkedTokenSource(stoppingToken);
-        using var call = client.Connect(headers, cancellationToken: streamCts.Token);
+        // Not the generated client: its request type is AgentMessage, and outbox records go out as they are (OutgoingMessage).
+        using var call = client.AsyncDuplexStreamingCall(OutgoingMessage.Connect, null, new CallOptions(headers, cancellationToken: streamCts.Token));
         var writeLock = new SemaphoreSlim(1, 1);
 
-        await call.RequestStream.WriteAsync(new AgentMessage { Hello = Hello() }, streamCts.Token);
+        await call.RequestStream.WriteAsync(OutgoingMessage.From(new AgentMessage { Hello = Hello() }), streamCts.Token);
         if (!await call.ResponseStream.MoveNext(streamCts.Token))
             throw new IOException("the coordinator closed the stream before its welcome");
         var first = call.ResponseStream.Current;
@@ -157,7 +158,7 @@ public sealed partial class CoordinatorConnection(
         }
     }
 
-    async Task HeartbeatLoopAsync(IClientStreamWriter<AgentMessage> requests, SemaphoreSlim writeLock, TimeSpan interval, CancellationToken cancellationToken)
+    async Task HeartbeatLoopAsync(IClientStreamWriter<OutgoingMessage> requests, SemaphoreSlim writeLock, TimeSpan interval, CancellationToken cancellationToken)
     {
         using var timer = new PeriodicTimer(interval, time);
         while (await timer.WaitForNextTickAsync(cancellationToken))
@@ -169,16 +170,19 @@ public sealed partial class CoordinatorConnection(
                 OutboxPendingBytes = (ulong)outbox.PendingBytes,
                 OutboxDroppedRecords = (ulong)outbox.DroppedRecords,
             };
-            await WriteAsync(requests, writeLock, new AgentMessage { Heartbeat = heartbeat }, cancellationToken);
+            await WriteAsync(requests, writeLock, OutgoingMessage.From(new AgentMessage { Heartbeat = heartbeat }), cancellationToken);
         }
     }
 
-    async Task SendLoopAsync(IClientStreamWriter<AgentMessage> requests, SemaphoreSlim writeLock, CancellationToken cancellationToken)
+    async Task SendLoopAsync(IClientStreamWriter<OutgoingMessage> requests, SemaphoreSlim writeLock, CancellationToken cancellationToken)
     {
         while (true)
         {
             var message = await NextBatchMessageAsync(cancellationToken);
             await WriteAsync(requests, writeLock, message, cancellationToken);
+            // Serialized into gRPC's buffer by now. Not on a failed or cancelled write, which might still read it:
+            // that buffer is left to the GC.
+            message.Release();
         }
     }
 
@@ -188,34 +192,49 @@ public sealed partial class CoordinatorConnection(
     /// <summary>The next outbox record as a message to send. A record that cannot be sent (unreadable, or larger than
     /// <see cref="AgentOptions.MaxMessageBytes"/>) is rejected in the outbox and skipped: resending it after every
     /// reconnect would hold back every record behind it forever.</summary>
-    internal async ValueTask<AgentMessage> NextBatchMessageAsync(CancellationToken cancellationToken)
+    /// <remarks>
+    /// A record goes out as it is (<see cref="OutgoingMessage.ForRecord"/>) after a structural check of its top-level
+    /// fields (<see cref="BatchRecord.IsSendableAsIs"/>); its size is known from its length, so no parse and no second
+    /// serialization. Only a record that fails the check is parsed, as before, to set its key or reject it.
+    /// </remarks>
+    internal async ValueTask<OutgoingMessage> NextBatchMessageAsync(CancellationToken cancellationToken)
     {
         while (true)
         {
-            var record = await outbox.ReadNextAsync(cancellationToken);
-            Batch batch;
-            try { batch = Batch.Parser.ParseFrom(record.Payload.Span); }
-            catch (Google.Protobuf.InvalidProtocolBufferException ex)
+            var record = await outbox.ReadNextPooledAsync(cancellationToken);
+            OutgoingMessage message;
+            Batch.PayloadOneofCase payload;
+            if (BatchRecord.IsSendableAsIs(record.Payload.Span, out payload))
+                message = OutgoingMessage.ForRecord(record);
+            else
             {
-                // Can only happen if the disk returned garbage that still passed the checksum; never send it.
-                outbox.Reject(record.Key, $"unreadable payload: {ex.Message}");
-                continue;
+                Batch batch;
+                try { batch = Batch.Parser.ParseFrom(record.Payload.Span); }
+                catch (Google.Protobuf.InvalidProtocolBufferException ex)
+                {
+                    // Can only happen if the disk returned garbage that still passed the checksum; never send it.
+                    DurableOutbox.Release(record);
+                    outbox.Reject(record.Key, $"unreadable payload: {ex.Message}");
+                    continue;
+                }
+                DurableOutbox.Release(record); // the parsed batch holds copies
+                batch.Key = new BatchKey { Epoch = record.Key.Epoch, Counter = record.Key.Counter };
+                payload = batch.PayloadCase;
+                message = OutgoingMessage.From(new AgentMessage { Batch = batch });
             }
-            batch.Key = new BatchKey { Epoch = record.Key.Epoch, Counter = record.Key.Counter };
-            var message = new AgentMessage { Batch = batch };
-            var size = message.CalculateSize();
-            if (size > options.MaxMessageBytes)
+            if (message.Length > options.MaxMessageBytes)
             {
                 Interlocked.Increment(ref oversizedRecords);
-                LogOversized(record.Key.Epoch, record.Key.Counter, batch.PayloadCase.ToString(), size, options.MaxMessageBytes);
-                outbox.Reject(record.Key, $"message of {size} bytes exceeds the {options.MaxMessageBytes}-byte limit");
+                LogOversized(record.Key.Epoch, record.Key.Counter, payload.ToString(), message.Length, options.MaxMessageBytes);
+                outbox.Reject(record.Key, $"message of {message.Length} bytes exceeds the {options.MaxMessageBytes}-byte limit");
+                message.Release();
                 continue;
             }
             return message;
         }
     }
 
-    static async Task WriteAsync(IClientStreamWriter<AgentMessage> requests, SemaphoreSlim writeLock, AgentMessage message, CancellationToken cancellationToken)
+    static async Task WriteAsync(IClientStreamWriter<OutgoingMessage> requests, SemaphoreSlim writeLock, OutgoingMessage message, CancellationToken cancellationToken)
     {
         await writeLock.WaitAsync(cancellationToken);
         try { await requests.WriteAsync(message, cancellationToken); }

@@ -31,9 +31,9 @@ public sealed class OversizedRecordTests
         await outbox.AppendOk(TaskBatch("inv-huge", 5 * 1024 * 1024).ToByteArray());
         await outbox.AppendOk(TaskBatch("inv-small", 10).ToByteArray());
 
-        var first = await connection.NextBatchMessageAsync(CancellationToken.None).AsTask().DefaultTimeout();
+        var first = AgentMessage.Parser.ParseFrom((await connection.NextBatchMessageAsync(CancellationToken.None).AsTask().DefaultTimeout()).ToByteArray());
         outbox.Rewind(); // as on a reconnect: the oversized record is gone, not first in line again
-        var afterReconnect = await connection.NextBatchMessageAsync(CancellationToken.None).AsTask().DefaultTimeout();
+        var afterReconnect = AgentMessage.Parser.ParseFrom((await connection.NextBatchMessageAsync(CancellationToken.None).AsTask().DefaultTimeout()).ToByteArray());
 
         Assert.Equal("inv-small", first.Batch.Tasks.Updates[0].InvocationId);
         Assert.Equal("inv-small", afterReconnect.Batch.Tasks.Updates[0].InvocationId);
