@@ -198,6 +198,7 @@ public sealed partial class LogShipper : IDisposable
                 var append = outbox.AppendAsync(buffer.AsMemory(0, length), cancellationToken).AsTask();
                 appends.Add((batch.Entries.Count, marks, sequence, buffer, append));
             }
+            System.Runtime.ExceptionServices.ExceptionDispatchInfo? failed = null;
             foreach (var (entries, marks, sequence, _, append) in appends)
             {
                 AppendResult result;
@@ -206,6 +207,13 @@ public sealed partial class LogShipper : IDisposable
                 {
                     // Shutting down: not written, so the checkpoint stays and the entries are read again at the next start.
                     LogNotWritten(entries);
+                    continue;
+                }
+                catch (Exception ex) when (ex is not OperationCanceledException)
+                {
+                    // The appends after it may have been written: they are registered below before this one is rethrown,
+                    // so their acks move the checkpoint.
+                    failed ??= System.Runtime.ExceptionServices.ExceptionDispatchInfo.Capture(ex);
                     continue;
                 }
                 if (result.Status == AppendStatus.Dropped)
@@ -223,6 +231,7 @@ public sealed partial class LogShipper : IDisposable
                 }
                 counters.Shipped(entries);
             }
+            failed?.Throw();
         }
         finally
         {

@@ -104,7 +104,7 @@ public sealed partial class CoordinatorConnection(
         backoff.Reset();
         SetState(ConnectionState.Connected, null);
 
-        outbox.Rewind();
+        RewindOutbox();
         var tasks = new[]
         {
             ReceiveLoopAsync(call.ResponseStream, streamCts.Token),
@@ -189,6 +189,9 @@ public sealed partial class CoordinatorConnection(
     /// <summary>Outbox records rejected locally because their message would exceed <see cref="AgentOptions.MaxMessageBytes"/>.</summary>
     public long OversizedRecords => Interlocked.Read(ref oversizedRecords);
 
+    // How many of the next records to parse in full before sending them as they are (see RunStreamAsync).
+    long verifyNext;
+
     /// <summary>The next outbox record as a message to send. A record that cannot be sent (unreadable, or larger than
     /// <see cref="AgentOptions.MaxMessageBytes"/>) is rejected in the outbox and skipped: resending it after every
     /// reconnect would hold back every record behind it forever.</summary>
@@ -204,7 +207,7 @@ public sealed partial class CoordinatorConnection(
             var record = await outbox.ReadNextPooledAsync(cancellationToken);
             OutgoingMessage message;
             Batch.PayloadOneofCase payload;
-            if (BatchRecord.IsSendableAsIs(record.Payload.Span, out payload))
+            if (BatchRecord.IsSendableAsIs(record.Payload.Span, out payload) && (Interlocked.Decrement(ref verifyNext) < 0 || Parses(record.Payload.Span)))
                 message = OutgoingMessage.ForRecord(record);
             else
             {
@@ -232,6 +235,23 @@ public sealed partial class CoordinatorConnection(
             }
             return message;
         }
+    }
+
+    /// <summary>
+    /// Sends the unacknowledged records again from the oldest. They were perhaps what broke the last stream (a record the
+    /// coordinator cannot parse fails the whole stream), so they are parsed in full before they go: a bad one is
+    /// rejected, not resent forever. Records after them go as they are.
+    /// </summary>
+    internal void RewindOutbox()
+    {
+        outbox.Rewind();
+        Interlocked.Exchange(ref verifyNext, outbox.PendingRecords);
+    }
+
+    static bool Parses(ReadOnlySpan<byte> record)
+    {
+        try { Batch.Parser.ParseFrom(record); return true; }
+        catch (Google.Protobuf.InvalidProtocolBufferException) { return false; } // rejected by the parse path below
     }
 
     static async Task WriteAsync(IClientStreamWriter<OutgoingMessage> requests, SemaphoreSlim writeLock, OutgoingMessage message, CancellationToken cancellationToken)

@@ -119,12 +119,18 @@ public sealed partial class DefaultRules(IDbContextFactory<FleetDbContext> dbFac
     /// <summary>The single marker of installations from before per-rule markers: it stands for the rules in <see cref="FirstSet"/>.</summary>
     public const string LegacyMarkerKey = "defaults-v1";
 
-    /// <summary>The rules the first release shipped (what <see cref="LegacyMarkerKey"/> says were offered).</summary>
+    /// <summary>The rules the first release shipped (what <see cref="LegacyMarkerKey"/> with a count of 11 says were offered).</summary>
     public static readonly IReadOnlySet<string> FirstSet = new HashSet<string>(StringComparer.Ordinal)
     {
         "agent-offline", "disk-full-predicted", "disk-usage", "error-log-rate", "health-endpoint-failing", "load-high",
         "memory-high", "outbox-dropped", "run-failed", "ssh-failed-logins", "watchdog",
     };
+
+    /// <summary>
+    /// What a legacy marker of a later build stands for: builds between the first release and per-rule markers wrote the
+    /// same marker after offering these four too (its count says so).
+    /// </summary>
+    public static readonly IReadOnlySet<string> SecondSet = new HashSet<string>(FirstSet.Concat(["checklist-missed", "notification-dead", "tls-expiring", "window-missed"]), StringComparer.Ordinal);
 
     /// <summary>The marker row of one offered rule (keys are at most 64 characters; a longer name is hashed).</summary>
     public static string MarkerKey(string ruleName) =>
@@ -171,8 +177,10 @@ public sealed partial class DefaultRules(IDbContextFactory<FleetDbContext> dbFac
     public async Task<bool> EnsureLoadedAsync(CancellationToken cancellationToken)
     {
         await using var db = dbFactory.CreateDbContext();
-        var markers = (await db.Set<AlertRuleDefaultsMarker>().Select(m => m.Key).ToListAsync(cancellationToken)).ToHashSet(StringComparer.Ordinal);
-        var offered = markers.Contains(LegacyMarkerKey) ? FirstSet : new HashSet<string>();
+        var rows = await db.Set<AlertRuleDefaultsMarker>().Select(m => new { m.Key, m.Count }).ToListAsync(cancellationToken);
+        var markers = rows.Select(m => m.Key).ToHashSet(StringComparer.Ordinal);
+        var legacy = rows.FirstOrDefault(m => m.Key == LegacyMarkerKey);
+        var offered = legacy is null ? new HashSet<string>() : legacy.Count > FirstSet.Count ? SecondSet : FirstSet;
         var todo = Parse().Where(r => !offered.Contains(r.Name) && !markers.Contains(MarkerKey(r.Name))).ToList();
         if (todo.Count == 0) return false;
         var now = time.GetUtcNow().UtcDateTime;
@@ -199,7 +207,7 @@ public sealed partial class DefaultRules(IDbContextFactory<FleetDbContext> dbFac
         {
             return false; // another replica offered them first (the markers' keys are unique)
         }
-        LogLoaded(added.Count, string.Join(", ", added), markers.Count == 0 ? "first start" : "new in this version");
+        if (added.Count > 0) LogLoaded(added.Count, string.Join(", ", added), markers.Count == 0 ? "first start" : "new in this version");
         return added.Count > 0;
     }
 

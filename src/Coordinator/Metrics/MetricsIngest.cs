@@ -134,10 +134,10 @@ sealed class MetricsIngestHandler(ILatestMetrics latest) : IBatchPayloadHandler
             INSERT INTO metric_samples ("AgentId", "Name", "Labels", "Time", "Value")
             SELECT "AgentId", "Name", "Labels", "Time", "Value" FROM metric_staging
             ON CONFLICT DO NOTHING
-            RETURNING "AgentId", "Name", "Labels", "Time", "Value"
+            RETURNING "AgentId", "Name", "Labels", "Time", "Value";
+            TRUNCATE metric_staging;
             """, connection, (NpgsqlTransaction?)db.Database.CurrentTransaction?.GetDbTransaction()))
-            await ReadStoredAsync(command, stored, cancellationToken);
-        await db.Database.ExecuteSqlRawAsync("TRUNCATE metric_staging", cancellationToken);
+            await ReadStoredAsync(command, stored, cancellationToken); // closing the reader runs the TRUNCATE too
         return stored;
     }
 }

@@ -112,6 +112,32 @@ public sealed class RecordAsIsTests
     }
 
     [Fact]
+    public async Task After_a_reconnect_the_resent_records_are_parsed_in_full_so_one_broken_inside_is_rejected_not_resent()
+    {
+        using var state = new TempDirectory();
+        await using var outbox = DurableOutbox.Open(new OutboxOptions { Directory = state.Combine("outbox") }, NullLogger<DurableOutbox>.Instance);
+        var (connection, _, _) = Connect(state.Path, outbox);
+        using var _connection = connection;
+        // Well formed at the top (field logs, 3 bytes), broken inside (its field 1 says 16 bytes follow; one does).
+        byte[] broken = [(Batch.LogsFieldNumber << 3) | 2, 0x03, 0x0A, 0x10, 0x01];
+        Assert.True(BatchRecord.IsSendableAsIs(broken, out _));
+        await outbox.AppendOk(broken);
+        var good = await outbox.AppendOk(LogBatch(2).ToByteArray());
+
+        // First stream: the broken record goes out as it is (the coordinator would fail the stream on it).
+        var first = await connection.NextBatchMessageAsync(CancellationToken.None).AsTask().DefaultTimeout();
+        Assert.Null(first.Message);
+        Assert.Throws<Google.Protobuf.InvalidProtocolBufferException>(() => AgentMessage.Parser.ParseFrom(first.ToByteArray()));
+
+        // The next stream sends the unacknowledged records again, parsed first: the broken one is rejected, the good one goes.
+        connection.RewindOutbox();
+        var again = await connection.NextBatchMessageAsync(CancellationToken.None).AsTask().DefaultTimeout();
+        var parsed = AgentMessage.Parser.ParseFrom(again.ToByteArray());
+        Assert.Equal(new BatchKey { Epoch = good.Epoch, Counter = good.Counter }, parsed.Batch.Key);
+        Assert.Equal(1, outbox.DroppedRecords);
+    }
+
+    [Fact]
     public async Task Record_that_is_not_a_batch_is_rejected_and_one_that_carries_a_key_gets_the_outbox_key()
     {
         using var state = new TempDirectory();

@@ -65,4 +65,36 @@ public sealed class DefaultRulesUpgradeTests
             await database.DisposeAsync();
         }
     }
+
+    [Fact]
+    public async Task AnInstallationWhoseLegacyMarkerCountsFifteen_HadAllFifteenOffered_AndGetsNoDeletedRuleBack()
+    {
+        var database = new PostgresDatabase();
+        await database.InitializeAsync();
+        try
+        {
+            await using var h = new AlertsHarness(Store.Postgres, database.ConnectionString);
+            var defaults = h.Coordinator.Services.GetRequiredService<DefaultRules>();
+            await using (var db = h.Db())
+            {
+                db.Set<AlertRuleDefaultsMarker>().Add(new AlertRuleDefaultsMarker { Key = DefaultRules.LegacyMarkerKey, LoadedAt = h.Now, Count = 15 });
+                foreach (var rule in defaults.Parse().Where(r => r.Name != "window-missed"))
+                    db.Set<AlertRuleRecord>().Add(new AlertRuleRecord
+                    {
+                        Name = rule.Name, Kind = rule.Kind, Severity = rule.Severity, DefinitionJson = RuleCompiler.ToJson(rule),
+                        DefaultRule = true, CreatedAt = h.Now, UpdatedAt = h.Now,
+                    });
+                await db.SaveChangesAsync();
+            }
+
+            Assert.False(await defaults.EnsureLoadedAsync(default));
+            var names = (await h.Rules().ListRulesAsync(new ListRulesRequest())).Rules.Select(r => r.Name).ToList();
+            Assert.DoesNotContain("window-missed", names);
+            Assert.Equal(DefaultRules.SecondSet.Count - 1, names.Count);
+        }
+        finally
+        {
+            await database.DisposeAsync();
+        }
+    }
 }
