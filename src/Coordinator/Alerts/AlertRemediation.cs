@@ -156,8 +156,11 @@ public sealed partial class AlertRemediation(
         var from = firing.Time - interval;
         await using var db = dbFactory.CreateDbContext();
         var all = db.Set<AlertTransitionRecord>();
+        // Narrows to this host in SQL (labels are stored by AlertLabels.Json, so the pair is spelled exactly so); the
+        // parsed labels below decide. A fleet-wide burst of one rule then reads one host's rows per firing, not all.
+        var host = "\"agent_id\":" + System.Text.Json.JsonSerializer.Serialize(agentId);
         var undecided = await all.AsNoTracking()
-            .Where(t => t.RuleId == firing.RuleId && t.Kind == AlertTransitionKinds.Firing && t.Id < firing.Id && t.Time >= since)
+            .Where(t => t.RuleId == firing.RuleId && t.Kind == AlertTransitionKinds.Firing && t.Id < firing.Id && t.Time >= since && t.LabelsJson.Contains(host))
             .Where(t => !all.Any(r => r.RuleId == t.RuleId && r.Fingerprint == t.Fingerprint && r.Episode == t.Episode && r.Kind == AlertTransitionKinds.Remediation))
             .Select(t => new { t.Id, t.LabelsJson }).ToListAsync(cancellationToken);
         if (undecided.Any(t => AlertLabels.Parse(t.LabelsJson).GetValueOrDefault("agent_id") == agentId))
@@ -167,7 +170,7 @@ public sealed partial class AlertRemediation(
         }
         // An outcome is recorded after its run was created, so one recorded before `from` has no run after it.
         var outcomes = await all.AsNoTracking()
-            .Where(t => t.RuleId == firing.RuleId && t.Kind == AlertTransitionKinds.Remediation && t.Time >= from)
+            .Where(t => t.RuleId == firing.RuleId && t.Kind == AlertTransitionKinds.Remediation && t.Time >= from && t.LabelsJson.Contains(host))
             .Select(t => new { t.Time, t.LabelsJson, t.AnnotationsJson }).ToListAsync(cancellationToken);
         var runs = outcomes.Select(o => (o.Time, Labels: AlertLabels.Parse(o.LabelsJson), Outcome: AlertLabels.Parse(o.AnnotationsJson)))
             .Where(o => o.Labels.GetValueOrDefault("agent_id") == agentId && o.Outcome.TryGetValue("run_id", out _)
