@@ -12,9 +12,10 @@ public sealed class CoordinatorProcess : IAsyncDisposable
     readonly Dictionary<string, string?> settings;
     readonly string workingDirectory;
     ChildProcess? process;
+    bool everReady;
 
-    public int RestPort { get; } = FreePort.Next();
-    public int GrpcPort { get; } = FreePort.Next();
+    public int RestPort { get; private set; } = FreePort.Next();
+    public int GrpcPort { get; private set; } = FreePort.Next();
     public string RestUrl => $"http://127.0.0.1:{RestPort}";
     public string GrpcUrl => $"http://127.0.0.1:{GrpcPort}";
     public ChildProcess Process => process ?? throw new InvalidOperationException("not started");
@@ -62,16 +63,41 @@ public sealed class CoordinatorProcess : IAsyncDisposable
 
     public async Task StartAsync()
     {
+        for (var attempt = 1; ; attempt++)
+        {
+            try
+            {
+                await StartOnceAsync();
+                everReady = true;
+                return;
+            }
+            catch (InvalidOperationException e) when (!everReady && attempt < 3 && e.Message.Contains("address already in use", StringComparison.OrdinalIgnoreCase))
+            {
+                // Another process took a port between FreePort's check and the bind. Nobody has used
+                // these ports yet (the first start), so take two new ones and start again.
+                await Process.DisposeAsync();
+                process = null;
+                RestPort = FreePort.Next();
+                GrpcPort = FreePort.Next();
+            }
+        }
+    }
+
+    async Task StartOnceAsync()
+    {
         var env = settings.ToDictionary(kv => kv.Key.Replace(":", "__", StringComparison.Ordinal), kv => kv.Value);
         env["Fleet__Listen__RestPort"] = RestPort.ToString(CultureInfo.InvariantCulture);
         env["Fleet__Listen__GrpcPort"] = GrpcPort.ToString(CultureInfo.InvariantCulture);
-        process = ChildProcess.StartDotnet("coordinator", RepoPaths.Coordinator, [], env, workingDirectory);
+        var started = ChildProcess.StartDotnet("coordinator", RepoPaths.Coordinator, [], env, workingDirectory);
+        process = started;
         using var http = new HttpClient { Timeout = TimeSpan.FromSeconds(2) };
-        await Eventually.UntilAsync(async () =>
-        {
-            if (process.HasExited) throw new InvalidOperationException("coordinator exited during start:\n" + process.Output);
-            return (await http.GetAsync($"{RestUrl}/readyz")).IsSuccessStatusCode;
-        }, ok => ok, "the coordinator to be ready\n" + process.Output, TimeSpan.FromSeconds(60));
+        // Ends as soon as the process is ready or has exited (an exit fails the start at once, with its output).
+        var ready = await Eventually.UntilAsync(async () =>
+            started.HasExited ? false : (await http.GetAsync($"{RestUrl}/readyz")).IsSuccessStatusCode,
+            ok => ok || started.HasExited, "the coordinator to be ready\n" + started.Output, TimeSpan.FromSeconds(60));
+        if (ready) return;
+        await started.WaitForExitAsync(TimeSpan.FromSeconds(10)); // flushes the output readers
+        throw new InvalidOperationException("coordinator exited during start:\n" + started.Output);
     }
 
     /// <summary>Stops the coordinator (SIGTERM) so it can be started again on the same ports with <see cref="StartAsync()"/>.</summary>
