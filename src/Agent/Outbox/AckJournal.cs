@@ -1,5 +1,4 @@
 using System.Buffers.Binary;
-using System.IO.Hashing;
 using Microsoft.Extensions.Logging;
 using Microsoft.Win32.SafeHandles;
 
@@ -46,7 +45,7 @@ internal sealed class AckJournal : IDisposable
             for (var i = 0; i < whole; i += EntrySize)
             {
                 var entry = buffer.AsSpan(i, EntrySize);
-                if (BinaryPrimitives.ReadUInt32LittleEndian(entry[16..]) != Crc32.HashToUInt32(entry[..16]))
+                if (BinaryPrimitives.ReadUInt32LittleEndian(entry[16..]) != Crc32Ieee.Hash(entry[..16]))
                     return keys;
                 keys.Add(new OutboxKey(BinaryPrimitives.ReadUInt64LittleEndian(entry), BinaryPrimitives.ReadUInt64LittleEndian(entry[8..])));
             }
@@ -142,6 +141,6 @@ internal sealed class AckJournal : IDisposable
     {
         BinaryPrimitives.WriteUInt64LittleEndian(entry, key.Epoch);
         BinaryPrimitives.WriteUInt64LittleEndian(entry[8..], key.Counter);
-        BinaryPrimitives.WriteUInt32LittleEndian(entry[16..], Crc32.HashToUInt32(entry[..16]));
+        BinaryPrimitives.WriteUInt32LittleEndian(entry[16..], Crc32Ieee.Hash(entry[..16]));
     }
 }

@@ -1,6 +1,5 @@
 using System.Collections.Concurrent;
 using System.Globalization;
-using System.IO.Hashing;
 using Microsoft.Extensions.Logging;
 using Microsoft.Win32.SafeHandles;
 
@@ -325,7 +324,6 @@ public sealed class DurableOutbox : IAsyncDisposable
     private void Recover(List<(long Id, string Path)> files)
     {
         var buffer = new byte[64 * 1024];
-        var crc = new Crc32();
         long maxId = 0;
         ulong maxCounterThisEpoch = 0;
         foreach (var (id, path) in files)
@@ -335,7 +333,7 @@ public sealed class DurableOutbox : IAsyncDisposable
             try
             {
                 segment.Handle = File.OpenHandle(path, FileMode.Open, FileAccess.ReadWrite, FileShare.ReadWrite | FileShare.Delete);
-                ScanSegment(segment, buffer, crc);
+                ScanSegment(segment, buffer);
             }
             catch (Exception ex) when (IsIoError(ex))
             {
@@ -392,14 +390,14 @@ public sealed class DurableOutbox : IAsyncDisposable
         }
     }
 
-    private void ScanSegment(Segment segment, byte[] buffer, Crc32 crc)
+    private void ScanSegment(Segment segment, byte[] buffer)
     {
         var file = segment.Handle!;
         var length = RandomAccess.GetLength(file);
         long offset = 0;
         while (offset < length)
         {
-            var status = SegmentFormat.Probe(file, offset, length, buffer, crc, out var info);
+            var status = SegmentFormat.Probe(file, offset, length, buffer, out var info);
             if (status == SegmentFormat.FrameStatus.Ok)
             {
                 var consistent = offset <= uint.MaxValue && info.Epoch != 0 &&
@@ -416,7 +414,7 @@ public sealed class DurableOutbox : IAsyncDisposable
                 status = SegmentFormat.FrameStatus.BadCrc; // intact but out of place: treat as damage
             }
 
-            var intactAfter = SegmentFormat.CountIntactFramesFrom(file, offset + 1, length, buffer, crc);
+            var intactAfter = SegmentFormat.CountIntactFramesFrom(file, offset + 1, length, buffer);
             if (intactAfter == 0 && status != SegmentFormat.FrameStatus.BadCrc)
             {
                 // A record whose write never completed (its append never returned Appended): nothing is lost.

@@ -1,5 +1,4 @@
 using System.Buffers.Binary;
-using System.IO.Hashing;
 using System.Security.Cryptography;
 using Microsoft.Extensions.Logging;
 using Microsoft.Win32.SafeHandles;
@@ -114,14 +113,14 @@ internal sealed class OutboxStateFile : IDisposable
         BinaryPrimitives.WriteUInt64LittleEndian(slot[8..], epoch);
         BinaryPrimitives.WriteUInt64LittleEndian(slot[16..], reserved);
         BinaryPrimitives.WriteUInt64LittleEndian(slot[24..], generation);
-        BinaryPrimitives.WriteUInt32LittleEndian(slot[4..], Crc32.HashToUInt32(slot[8..SlotSize]));
+        BinaryPrimitives.WriteUInt32LittleEndian(slot[4..], Crc32Ieee.Hash(slot[8..SlotSize]));
     }
 
     private static (ulong Epoch, ulong Reserved, ulong Generation)? ParseSlot(ReadOnlySpan<byte> slot)
     {
         if (slot.Length < SlotSize) return null;
         if (BinaryPrimitives.ReadUInt32LittleEndian(slot) != Magic) return null;
-        if (BinaryPrimitives.ReadUInt32LittleEndian(slot[4..]) != Crc32.HashToUInt32(slot[8..SlotSize])) return null;
+        if (BinaryPrimitives.ReadUInt32LittleEndian(slot[4..]) != Crc32Ieee.Hash(slot[8..SlotSize])) return null;
         var epoch = BinaryPrimitives.ReadUInt64LittleEndian(slot[8..]);
         if (epoch == 0) return null;
         return (epoch, BinaryPrimitives.ReadUInt64LittleEndian(slot[16..]), BinaryPrimitives.ReadUInt64LittleEndian(slot[24..]));

@@ -1,5 +1,4 @@
 using System.Buffers.Binary;
-using System.IO.Hashing;
 using Microsoft.Win32.SafeHandles;
 
 namespace Fleet.Agent.Outbox;
@@ -53,7 +52,7 @@ internal static class SegmentFormat
     /// (so recovery never holds a whole large record in memory).
     /// <see cref="FrameStatus.Torn"/>: the header or the payload extends past the end of the file.
     /// </summary>
-    public static FrameStatus Probe(SafeFileHandle file, long offset, long fileLength, byte[] buffer, Crc32 crc, out FrameInfo info)
+    public static FrameStatus Probe(SafeFileHandle file, long offset, long fileLength, byte[] buffer, out FrameInfo info)
     {
         info = default;
         if (fileLength - offset < HeaderSize) return FrameStatus.Torn;
@@ -64,19 +63,18 @@ internal static class SegmentFormat
         if (length > MaxPayload) return FrameStatus.BadMagic; // a length no writer produces: a damaged header
         if (offset + HeaderSize + length > fileLength) return FrameStatus.Torn;
 
-        crc.Reset();
-        crc.Append(header[8..]);
+        var crc = Crc32Ieee.Update(~0u, header[8..]);
         var position = offset + HeaderSize;
         var remaining = (long)length;
         while (remaining > 0)
         {
             var chunk = buffer.AsSpan(0, (int)Math.Min(buffer.Length, remaining));
             if (!ReadExactly(file, chunk, position)) return FrameStatus.Torn;
-            crc.Append(chunk);
+            crc = Crc32Ieee.Update(crc, chunk);
             position += chunk.Length;
             remaining -= chunk.Length;
         }
-        if (crc.GetCurrentHashAsUInt32() != BinaryPrimitives.ReadUInt32LittleEndian(header[4..])) return FrameStatus.BadCrc;
+        if (~crc != BinaryPrimitives.ReadUInt32LittleEndian(header[4..])) return FrameStatus.BadCrc;
 
         info = new FrameInfo(
             BinaryPrimitives.ReadUInt64LittleEndian(header[12..]),
@@ -86,7 +84,7 @@ internal static class SegmentFormat
     }
 
     /// <summary>After damage at <paramref name="start"/>: how many intact frames can still be found further on (resynchronising on the magic).</summary>
-    public static int CountIntactFramesFrom(SafeFileHandle file, long start, long fileLength, byte[] buffer, Crc32 crc)
+    public static int CountIntactFramesFrom(SafeFileHandle file, long start, long fileLength, byte[] buffer)
     {
         var count = 0;
         var position = start;
@@ -102,7 +100,7 @@ internal static class SegmentFormat
                 continue;
             }
             var candidate = position + hit;
-            if (Probe(file, candidate, fileLength, buffer, crc, out var info) == FrameStatus.Ok)
+            if (Probe(file, candidate, fileLength, buffer, out var info) == FrameStatus.Ok)
             {
                 count++;
                 position = candidate + HeaderSize + info.PayloadLength;

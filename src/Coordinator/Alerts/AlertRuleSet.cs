@@ -56,14 +56,15 @@ public sealed class AlertsOptions : IValidatableObject
 }
 
 /// <summary>The enabled rules, compiled; reloaded on every timer tick (other replicas' edits) and after this replica's edits.</summary>
-public sealed partial class AlertRuleSet(IDbContextFactory<FleetDbContext> dbFactory, ILogger<AlertRuleSet> logger) : IDisposable
+[System.Diagnostics.CodeAnalysis.SuppressMessage("Reliability", "CA1001:Types that own disposable fields should be disposable",
+    Justification = "The SemaphoreSlim's wait handle is never requested, so it holds nothing to free; disposing it could fail a reload still running at shutdown.")]
+public sealed partial class AlertRuleSet(IDbContextFactory<FleetDbContext> dbFactory, ILogger<AlertRuleSet> logger)
 {
     volatile IReadOnlyList<CompiledRule> current = [];
+    // Never disposed (see the suppression above).
     readonly SemaphoreSlim reloading = new(1, 1);
 
     public IReadOnlyList<CompiledRule> Current => current;
-
-    public void Dispose() => reloading.Dispose();
 
     /// <summary>
     /// Reads the rules and makes them current. One reload at a time: a slower reload that read the table before an edit

@@ -24,6 +24,12 @@ namespace Fleet.Coordinator.Notifications;
 /// them again. So rows of an alert that has been firing for longer than the retention are kept until it resolves.
 /// Each statement deletes at most <see cref="BatchSize"/> rows (short transactions, no long locks); several replicas
 /// may run it at once (each statement re-checks the conditions; a row deleted by another replica is simply not counted).
+/// <para>
+/// The same pass deletes receiver send gates (<see cref="ReceiverGateRecord"/>) whose slot freed more than
+/// <see cref="GateIdle"/> ago: a missing gate means "free now", exactly what such a gate says, so only the rows of
+/// receivers that were renamed or removed (or are idle) go, and the table stays as small as the receiver list. A gate
+/// in use is never that old: a send takes it (now + interval) before it starts.
+/// </para>
 /// </summary>
 public sealed partial class NotificationRetention(
     IDbContextFactory<FleetDbContext> dbFactory, IOptions<NotificationsOptions> options, TimeProvider time, ILogger<NotificationRetention> logger) : BackgroundService
@@ -35,6 +41,9 @@ public sealed partial class NotificationRetention(
     public static readonly string[] FinalStates = [NotificationStates.Sent, NotificationStates.Dead, NotificationStates.Silenced, NotificationStates.Inhibited];
 
     static readonly string[] OpenAlertStates = [AlertStates.Pending, AlertStates.Firing];
+
+    /// <summary>How long after its slot freed a receiver's send gate is deleted.</summary>
+    public static readonly TimeSpan GateIdle = TimeSpan.FromDays(1);
 
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
@@ -63,6 +72,7 @@ public sealed partial class NotificationRetention(
             if (deleted < BatchSize) break;
         }
         if (total > 0) LogDeleted(total, before);
+        await PruneGatesAsync(cancellationToken);
         return total;
     }
 
@@ -82,6 +92,17 @@ public sealed partial class NotificationRetention(
             .OrderBy(n => n.Id).Select(n => n.Id).Take(BatchSize);
         return await notifications.Where(n => due.Contains(n.Id)).ExecuteDeleteAsync(cancellationToken);
     }
+
+    async Task PruneGatesAsync(CancellationToken cancellationToken)
+    {
+        var idleSince = time.GetUtcNow().UtcDateTime - GateIdle;
+        await using var db = dbFactory.CreateDbContext();
+        var gates = await db.Set<ReceiverGateRecord>().Where(g => g.NextSendAt < idleSince).ExecuteDeleteAsync(cancellationToken);
+        if (gates > 0) LogGatesDeleted(gates, GateIdle);
+    }
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Notification retention deleted {Gates} receiver send gates idle for more than {Idle}")]
+    partial void LogGatesDeleted(int gates, TimeSpan idle);
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Notification retention deleted {Rows} notifications in a final state written before {Before:O} (their alert episodes are over)")]
     partial void LogDeleted(long rows, DateTime before);

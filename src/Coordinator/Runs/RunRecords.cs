@@ -131,6 +131,7 @@ sealed class RunRecordConfiguration : IEntityTypeConfiguration<RunRecord>
         b.HasIndex(r => r.ClientToken).IsUnique();
         b.HasIndex(r => r.Status);
         b.HasIndex(r => new { r.Task, r.Id });
+        b.HasIndex(r => new { r.Task, r.FinishedAt }); // checklist evidence: a task's successful runs in a period, newest first
     }
 }
 

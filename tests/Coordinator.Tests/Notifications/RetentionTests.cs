@@ -130,6 +130,36 @@ public sealed class RetentionTests(PostgresDatabase postgres) : IClassFixture<Po
     [Theory]
     [InlineData(Store.Postgres)]
     [InlineData(Store.Sqlite)]
+    public async Task ReceiverGatesIdleForADay_Go_GatesInUseStay(Store store)
+    {
+        var time = new FakeTimeProvider(new DateTimeOffset(DateTime.UtcNow.Date.AddHours(12), TimeSpan.Zero));
+        await using var f = Coordinator(store, time).With("Fleet:Notifications:RetentionInterval", "1.00:00:00");
+        _ = f.Server;
+        var now = time.GetUtcNow().UtcDateTime;
+        var prefix = TestServices.UniqueName("gate") + "-";
+        string[] idle = [prefix + "removed-receiver", prefix + "idle"];
+        string[] kept = [prefix + "in-use", prefix + "just-freed", prefix + "freed-23h-ago"];
+        await using (var db = f.Db())
+        {
+            db.Set<ReceiverGateRecord>().AddRange(
+                new ReceiverGateRecord { Name = idle[0], NextSendAt = now.AddDays(-30) },
+                new ReceiverGateRecord { Name = idle[1], NextSendAt = now - NotificationRetention.GateIdle - TimeSpan.FromSeconds(1) },
+                new ReceiverGateRecord { Name = kept[0], NextSendAt = now.AddSeconds(1) },
+                new ReceiverGateRecord { Name = kept[1], NextSendAt = now.AddSeconds(-1) },
+                new ReceiverGateRecord { Name = kept[2], NextSendAt = now.AddHours(-23) });
+            await db.SaveChangesAsync();
+        }
+
+        await f.Services.GetRequiredService<NotificationRetention>().RunOnceAsync(default);
+
+        await using var check = f.Db();
+        var left = await check.Set<ReceiverGateRecord>().AsNoTracking().Where(g => g.Name.StartsWith(prefix)).Select(g => g.Name).ToListAsync();
+        Assert.Equal(kept.Order(StringComparer.Ordinal), left.Order(StringComparer.Ordinal));
+    }
+
+    [Theory]
+    [InlineData(Store.Postgres)]
+    [InlineData(Store.Sqlite)]
     public async Task AnAlertFiringLongerThanTheRetention_KeepsItsRows_SoTheRepeatIsTheNextSequence_AndTheResolvedMessageGoesOut(Store store)
     {
         var time = new FakeTimeProvider(DateTimeOffset.UtcNow);

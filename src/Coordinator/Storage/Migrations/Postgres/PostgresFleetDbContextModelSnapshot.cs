@@ -1114,6 +1114,8 @@ namespace Fleet.Coordinator.Storage.Migrations.Postgres
 
                     b.HasIndex("Status");
 
+                    b.HasIndex("Task", "FinishedAt");
+
                     b.HasIndex("Task", "Id");
 
                     b.ToTable("runs", (string)null);

@@ -1073,6 +1073,8 @@ namespace Fleet.Coordinator.Storage.Migrations.Sqlite
 
                     b.HasIndex("Status");
 
+                    b.HasIndex("Task", "FinishedAt");
+
                     b.HasIndex("Task", "Id");
 
                     b.ToTable("runs", (string)null);
