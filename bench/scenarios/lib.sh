@@ -26,11 +26,13 @@ bench_pg_start() {
 bench_psql() { PGPASSWORD=fleet psql -h 127.0.0.1 -p "$BENCH_PG_PORT" -U postgres -tAc "$1"; }
 
 # The coordinator (Release) on BENCH_PG; extra settings as NAME=VALUE environment assignments.
+# BENCH_COORDINATOR_DLL: run that build instead (e.g. an older commit's, for a before/after); nothing is built then.
 bench_coordinator_start() {
-  dotnet build src/Coordinator -c Release -nologo -v quiet "-clp:ErrorsOnly;NoSummary" >&2
+  local dll=${BENCH_COORDINATOR_DLL:-src/Coordinator/bin/Release/net10.0/Fleet.Coordinator.dll}
+  [ -n "${BENCH_COORDINATOR_DLL:-}" ] || dotnet build src/Coordinator -c Release -nologo -v quiet "-clp:ErrorsOnly;NoSummary" >&2
   env ConnectionStrings__Postgres="$BENCH_PG" Fleet__Listen__RestPort=$BENCH_REST Fleet__Listen__GrpcPort=$BENCH_GRPC \
     Fleet__DataDirectory="$BENCH_WORK/data" Logging__LogLevel__Default=Warning "$@" \
-    dotnet src/Coordinator/bin/Release/net10.0/Fleet.Coordinator.dll >"$BENCH_WORK/coordinator.log" 2>&1 &
+    dotnet "$dll" >"$BENCH_WORK/coordinator.log" 2>&1 &
   BENCH_COORDINATOR_PID=$!
   until curl -sf "http://127.0.0.1:$BENCH_REST/readyz" >/dev/null; do sleep 0.5; done
 }

@@ -8,6 +8,7 @@ using Fleet.Coordinator.Storage;
 using Fleet.Protocol.V1;
 using Grpc.Core;
 using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.Options;
 
 namespace Fleet.Coordinator.Logs;
 
@@ -31,6 +32,13 @@ public sealed class LogsOptions : IValidatableObject
     /// </summary>
     public TimeSpan IndexMergeInterval { get; set; } = TimeSpan.FromSeconds(1);
 
+    /// <summary>
+    /// PostgreSQL: a search with words first asks the text index for at most this many matches; when there are no
+    /// more, the page is taken from them (a request id or an IP: milliseconds). More matches than this means common
+    /// words, and the search walks the time index instead (<see cref="LogsApi"/>).
+    /// </summary>
+    public int SearchCandidates { get; set; } = 10_000;
+
     public IEnumerable<ValidationResult> Validate(ValidationContext validationContext)
     {
         if (Retention < TimeSpan.FromDays(1))
@@ -39,6 +47,8 @@ public sealed class LogsOptions : IValidatableObject
             yield return new($"{Section}:RetentionInterval: '{RetentionInterval}' must be between 1 minute and 1 day.", [nameof(RetentionInterval)]);
         if (IndexMergeInterval < TimeSpan.Zero || IndexMergeInterval > TimeSpan.FromHours(1))
             yield return new($"{Section}:IndexMergeInterval: '{IndexMergeInterval}' must be between 0 (off) and 1 hour.", [nameof(IndexMergeInterval)]);
+        if (SearchCandidates < 1 || SearchCandidates > 1_000_000)
+            yield return new($"{Section}:SearchCandidates: '{SearchCandidates}' must be between 1 and 1000000.", [nameof(SearchCandidates)]);
     }
 }
 
@@ -129,7 +139,8 @@ sealed partial class LogFilter
 }
 
 /// <summary>The Logs ops service: search (REST GET /api/v1/logs) and live follow.</summary>
-sealed class LogsApi(IDbContextFactory<FleetDbContext> dbFactory, ILogFollowers followers, TimeProvider time) : Protocol.V1.Logs.LogsBase
+sealed class LogsApi(IDbContextFactory<FleetDbContext> dbFactory, ILogFollowers followers, TimeProvider time, IOptions<LogsOptions> options)
+    : Protocol.V1.Logs.LogsBase
 {
     public const int DefaultLimit = 100, MaxLimit = 5000;
     static readonly TimeSpan DefaultWindow = TimeSpan.FromHours(24);
@@ -150,10 +161,10 @@ sealed class LogsApi(IDbContextFactory<FleetDbContext> dbFactory, ILogFollowers 
             entries = request.OldestFirst
                 ? entries.Where(e => e.Time > t || (e.Time == t && e.Id > id))
                 : entries.Where(e => e.Time < t || (e.Time == t && e.Id < id));
-        entries = request.OldestFirst
-            ? entries.OrderBy(e => e.Time).ThenBy(e => e.Id)
-            : entries.OrderByDescending(e => e.Time).ThenByDescending(e => e.Id);
-        var rows = await entries.Take(limit + 1).ToListAsync(context.CancellationToken);
+        var rows = filter.Query.Length > 0 && db.Database.IsNpgsql()
+            ? await FewMatchesAsync(db, entries, request.OldestFirst, limit + 1, options.Value.SearchCandidates, context.CancellationToken)
+            : null;
+        rows ??= await InOrder(entries, request.OldestFirst).Take(limit + 1).ToListAsync(context.CancellationToken);
 
         var agentIds = rows.Select(r => r.AgentId).Distinct().ToList();
         var hostnames = await db.Agents.AsNoTracking().Where(a => agentIds.Contains(a.Id)).ToDictionaryAsync(a => a.Id, a => a.Hostname, context.CancellationToken);
@@ -161,6 +172,40 @@ sealed class LogsApi(IDbContextFactory<FleetDbContext> dbFactory, ILogFollowers 
         response.Entries.AddRange(rows.Take(limit).Select(r => LogRecords.ToProto(r, hostnames.GetValueOrDefault(r.AgentId, ""))));
         if (rows.Count > limit) response.NextPageToken = PageToken.Format(rows[limit - 1].Time, rows[limit - 1].Id);
         return response;
+    }
+
+    static IOrderedQueryable<LogEntryRecord> InOrder(IQueryable<LogEntryRecord> entries, bool oldestFirst) => oldestFirst
+        ? entries.OrderBy(e => e.Time).ThenBy(e => e.Id)
+        : entries.OrderByDescending(e => e.Time).ThenByDescending(e => e.Id);
+
+    /// <summary>
+    /// PostgreSQL, a search with words: the page when the words match at most <paramref name="cap"/> entries, else null.
+    /// <para>
+    /// Why: "newest first, at most N" lets PostgreSQL walk the time index backwards and test each row's words, which is
+    /// right for common words (a page is found after a few hundred rows) and wrong for rare ones — a request id, an IP,
+    /// an order number, the usual first search of an incident — where it reads and tokenizes the whole window
+    /// (30 s for 1.85 M lines, docs/benchmarks.md). Its statistics cannot tell the two apart: a word too rare for the
+    /// most-common list is estimated at half the rarest listed frequency, hundreds or thousands of rows.
+    /// </para>
+    /// <para>
+    /// So first, in a transaction with plain index and sequential scans priced out (<c>SET LOCAL</c>: only bitmap
+    /// scans are left, i.e. the text index, ANDed with the time index where that helps), read the (time, id) of at
+    /// most cap + 1 matches. At most cap: that is every match, the page is sorted from those keys and read by id.
+    /// More: the words are common, and the caller runs the ordered query, whose walk then meets a match at least every
+    /// window/cap rows.
+    /// </para>
+    /// </summary>
+    static async Task<List<LogEntryRecord>?> FewMatchesAsync(FleetDbContext db, IQueryable<LogEntryRecord> entries, bool oldestFirst, int take, int cap,
+        CancellationToken cancellationToken)
+    {
+        await using var tx = await db.Database.BeginTransactionAsync(cancellationToken);
+        await db.Database.ExecuteSqlRawAsync("SET LOCAL enable_seqscan = off; SET LOCAL enable_indexscan = off; SET LOCAL enable_indexonlyscan = off", cancellationToken);
+        var keys = await entries.Select(e => new { e.Time, e.Id }).Take(cap + 1).ToListAsync(cancellationToken);
+        if (keys.Count > cap) return null;
+        var page = (oldestFirst ? keys.OrderBy(k => k.Time).ThenBy(k => k.Id) : keys.OrderByDescending(k => k.Time).ThenByDescending(k => k.Id))
+            .Take(take).Select(k => k.Id).ToList();
+        if (page.Count == 0) return [];
+        return await InOrder(db.Set<LogEntryRecord>().AsNoTracking().Where(e => page.Contains(e.Id)), oldestFirst).ToListAsync(cancellationToken);
     }
 
     public override async Task FollowLogs(FollowLogsRequest request, IServerStreamWriter<LogRecord> responseStream, ServerCallContext context)

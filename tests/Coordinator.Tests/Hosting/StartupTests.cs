@@ -58,6 +58,7 @@ public sealed class StartupTests(PostgresDatabase postgres) : IClassFixture<Post
     [InlineData("Fleet:Runs:EngineInterval", "00:00:00", "Fleet:Runs:EngineInterval")]
     [InlineData("Fleet:Runs:DefaultDeliveryTimeout", "-00:00:01", "Fleet:Runs:DefaultDeliveryTimeout")]
     [InlineData("Fleet:Runs:InlineOutputBytes", "10", "InlineOutputBytes")]
+    [InlineData("Fleet:Logs:SearchCandidates", "0", "Fleet:Logs:SearchCandidates: '0'")]
     public void BadConfiguration_FailsStart_NamingTheKey(string key, string value, string named)
     {
         using var coordinator = new CoordinatorFactory(Store.Sqlite).With(key, value);

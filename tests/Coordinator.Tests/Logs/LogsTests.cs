@@ -177,6 +177,77 @@ public sealed class LogsTests(PostgresDatabase postgres) : IClassFixture<Postgre
             pages);
     }
 
+    /// <summary>
+    /// PostgreSQL searches with words in two ways (LogsApi.FewMatchesAsync): words with at most
+    /// Fleet:Logs:SearchCandidates matches (here 3) take the page from the text index's matches; more, and the search
+    /// walks the time index. Both must give the same rows in the same order, with the same paging, both directions.
+    /// </summary>
+    [Fact]
+    public async Task Postgres_Search_RareAndCommonWords_GiveTheSameRowsAndPages_AsTheOrderedQuery()
+    {
+        using var coordinator = Coordinator(Store.Postgres).With("Fleet:Logs:SearchCandidates", "3");
+        var web = NewAgentId();
+        var db = NewAgentId();
+        var now = DateTimeOffset.UtcNow;
+        await using (var stream = RawAgentStream.Open(coordinator.Channel()))
+        {
+            await stream.HelloAsync(RawAgentStream.Hello(web, "web-1"));
+            await AckedAsync(stream, LogsBatch(1,
+                FileEntry("GET /orders req=7f3a9c01 status=200 user=alice", 0, now.AddMinutes(-9)),
+                FileEntry("ERROR timeout req=7f3a9c02 user=bob", 100, now.AddMinutes(-8), "error"),
+                FileEntry("GET /orders req=7f3a9c03 status=500 user=alice", 200, now.AddMinutes(-7)),
+                FileEntry("ERROR timeout req=7f3a9c04 user=carol", 300, now.AddMinutes(-6), "error"),
+                FileEntry("GET /cart req=7f3a9c05 status=200 user=alice", 400, now.AddMinutes(-4)),
+                FileEntry("old GET /orders req=7f3a9c00 user=alice", 500, now.AddDays(-3))));
+        }
+        await using (var stream = RawAgentStream.Open(coordinator.Channel()))
+        {
+            await stream.HelloAsync(RawAgentStream.Hello(db, "db-1"));
+            // Same time as a web entry: the id breaks the tie.
+            await AckedAsync(stream, LogsBatch(1,
+                FileEntry("ERROR timeout req=7f3a9c06 user=alice", 0, now.AddMinutes(-6), "error", "/var/log/postgresql/error.log", "pg"),
+                FileEntry("GET /orders req=7f3a9c07 status=200 user=dave", 100, now.AddMinutes(-5), "info", "/var/log/postgresql/error.log", "pg")));
+        }
+        var api = new Protocol.V1.Logs.LogsClient(coordinator.Channel());
+        var mine = new[] { web, db };
+
+        async Task<List<string>> AllPages(string q, bool oldestFirst, int limit, string host = "")
+        {
+            var request = new SearchLogsRequest { Q = q, OldestFirst = oldestFirst, Limit = limit, Host = host, From = Timestamp.FromDateTimeOffset(now.AddHours(-1)) };
+            var messages = new List<string>();
+            for (var pages = 0; ; pages++)
+            {
+                Assert.True(pages < 100, "paging does not end");
+                var response = await api.SearchLogsAsync(request);
+                Assert.True(response.Entries.Count <= limit);
+                messages.AddRange(response.Entries.Where(e => mine.Contains(e.AgentId)).Select(e => e.Message));
+                if (response.NextPageToken.Length == 0) return messages;
+                request.PageToken = response.NextPageToken;
+            }
+        }
+
+        // Rare: an id (1 match), "timeout" (3 matches, = the cap). Common: "alice" (4 in the window), "get" (4).
+        string[] timeouts = ["ERROR timeout req=7f3a9c06 user=alice", "ERROR timeout req=7f3a9c04 user=carol", "ERROR timeout req=7f3a9c02 user=bob"];
+        string[] alice = ["GET /cart req=7f3a9c05 status=200 user=alice", "ERROR timeout req=7f3a9c06 user=alice",
+            "GET /orders req=7f3a9c03 status=500 user=alice", "GET /orders req=7f3a9c01 status=200 user=alice"];
+        string[] gets = ["GET /cart req=7f3a9c05 status=200 user=alice", "GET /orders req=7f3a9c07 status=200 user=dave",
+            "GET /orders req=7f3a9c03 status=500 user=alice", "GET /orders req=7f3a9c01 status=200 user=alice"];
+        foreach (var limit in new[] { 1, 2, 100 })
+        {
+            Assert.Equal(["ERROR timeout req=7f3a9c04 user=carol"], await AllPages("7f3a9c04", false, limit));
+            Assert.Equal(timeouts, await AllPages("timeout", false, limit));
+            Assert.Equal(timeouts.Reverse(), await AllPages("timeout", true, limit));
+            Assert.Equal(alice, await AllPages("alice", false, limit));
+            Assert.Equal(alice.Reverse(), await AllPages("alice", true, limit));
+            Assert.Equal(gets, await AllPages("get", false, limit));
+            Assert.Equal(["GET /cart req=7f3a9c05 status=200 user=alice", "GET /orders req=7f3a9c03 status=500 user=alice", "GET /orders req=7f3a9c01 status=200 user=alice"],
+                await AllPages("status alice", false, limit));
+            Assert.Equal(["GET /orders req=7f3a9c03 status=500 user=alice"], await AllPages("alice -200 -timeout", false, limit));
+            Assert.Equal(["ERROR timeout req=7f3a9c06 user=alice"], await AllPages("alice", false, limit, host: db));
+            Assert.Empty(await AllPages("7f3a9c00", false, limit)); // outside the window
+        }
+    }
+
     [Fact]
     public async Task BadFields_AreInvalidArgument_NamingTheField_OverGrpcAndRest()
     {
