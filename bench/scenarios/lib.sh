@@ -34,7 +34,10 @@ bench_coordinator_start() {
     Fleet__DataDirectory="$BENCH_WORK/data" Logging__LogLevel__Default=Warning "$@" \
     dotnet "$dll" >"$BENCH_WORK/coordinator.log" 2>&1 &
   BENCH_COORDINATOR_PID=$!
-  until curl -sf "http://127.0.0.1:$BENCH_REST/readyz" >/dev/null; do sleep 0.5; done
+  until curl -sf "http://127.0.0.1:$BENCH_REST/readyz" >/dev/null; do
+    kill -0 "$BENCH_COORDINATOR_PID" 2>/dev/null || { echo "the coordinator exited during start:" >&2; cat "$BENCH_WORK/coordinator.log" >&2; exit 1; }
+    sleep 0.5
+  done
 }
 
 bench_cpu_ticks() { awk '{print $14+$15}' "/proc/$1/stat"; }

@@ -25,10 +25,13 @@ awk -v OFS='\t' '/^20/ {gsub(/\t/, " "); gsub(/\\/, "/"); print "search-bench", 
 rows=$(bench_psql 'SELECT count(*) FROM log_entries')
 echo "loaded $rows rows in $(( ($(date +%s%3N) - t0) / 1000 )) s"
 
-mid=$((lines / 2))
-id=$(sed -n "${mid},\$p" "$BENCH_WORK/lines.txt" | grep -m1 -o 'req=[0-9a-f]*' | cut -d= -f2)
-ip=$(sed -n "$((mid + 1000)),\$p" "$BENCH_WORK/lines.txt" | grep -m1 -o 'client=[0-9.]*' | cut -d= -f2)
-order=$(sed -n "$((mid + 2000)),\$p" "$BENCH_WORK/lines.txt" | grep -m1 -o 'order [0-9]*')
+first_after() {  # line regex prefix-length: the first match at or after that line, its prefix cut off (awk exits: no SIGPIPE)
+  awk -v s="$1" -v re="$2" -v cut="$3" 'NR >= s && match($0, re) { print substr($0, RSTART + cut, RLENGTH - cut); exit }' "$BENCH_WORK/lines.txt"
+}
+mid=$((lines / 2 + 1))
+id=$(first_after "$mid" 'req=[0-9a-f]+' 4)
+ip=$(first_after $((mid + 1000)) 'client=[0-9.]+' 7)
+order=$(first_after $((mid + 2000)) 'order [0-9]+' 0)
 from=2000-01-01T00:00:00Z; to=2100-01-01T00:00:00Z
 
 search_all() {  # label

@@ -54,7 +54,8 @@ public static class FreePort
         try
         {
             var first = File.ReadAllText("/proc/sys/net/ipv4/ip_local_port_range").Split((char[]?)null, StringSplitOptions.RemoveEmptyEntries)[0];
-            return int.TryParse(first, out var low) && low > Low + 100 ? Math.Min(low, 65536) : 32768;
+            // A range starting at or below Low leaves nothing to choose from below it: Next falls back to the kernel.
+            return int.TryParse(first, out var low) ? Math.Min(low, 65536) : 32768;
         }
         catch (IOException)
         {

@@ -37,7 +37,7 @@ public sealed class LogsOptions : IValidatableObject
     /// more, the page is taken from them (a request id or an IP: milliseconds). More matches than this means common
     /// words, and the search walks the time index instead (<see cref="LogsApi"/>).
     /// </summary>
-    public int SearchCandidates { get; set; } = 10_000;
+    public int SearchCandidates { get; set; } = 2_000;
 
     public IEnumerable<ValidationResult> Validate(ValidationContext validationContext)
     {
@@ -47,8 +47,8 @@ public sealed class LogsOptions : IValidatableObject
             yield return new($"{Section}:RetentionInterval: '{RetentionInterval}' must be between 1 minute and 1 day.", [nameof(RetentionInterval)]);
         if (IndexMergeInterval < TimeSpan.Zero || IndexMergeInterval > TimeSpan.FromHours(1))
             yield return new($"{Section}:IndexMergeInterval: '{IndexMergeInterval}' must be between 0 (off) and 1 hour.", [nameof(IndexMergeInterval)]);
-        if (SearchCandidates < 1 || SearchCandidates > 1_000_000)
-            yield return new($"{Section}:SearchCandidates: '{SearchCandidates}' must be between 1 and 1000000.", [nameof(SearchCandidates)]);
+        if (SearchCandidates < 1 || SearchCandidates > 100_000)
+            yield return new($"{Section}:SearchCandidates: '{SearchCandidates}' must be between 1 and 100000.", [nameof(SearchCandidates)]);
     }
 }
 
@@ -161,7 +161,8 @@ sealed class LogsApi(IDbContextFactory<FleetDbContext> dbFactory, ILogFollowers 
             entries = request.OldestFirst
                 ? entries.Where(e => e.Time > t || (e.Time == t && e.Id > id))
                 : entries.Where(e => e.Time < t || (e.Time == t && e.Id < id));
-        var rows = filter.Query.Length > 0 && db.Database.IsNpgsql()
+        // A query of only -exclusions matches most lines: straight to the ordered walk.
+        var rows = filter.Query.Length > 0 && filter.Terms.Any(t => !t.Exclude) && db.Database.IsNpgsql()
             ? await FewMatchesAsync(db, entries, request.OldestFirst, limit + 1, options.Value.SearchCandidates, context.CancellationToken)
             : null;
         rows ??= await InOrder(entries, request.OldestFirst).Take(limit + 1).ToListAsync(context.CancellationToken);
@@ -184,7 +185,7 @@ sealed class LogsApi(IDbContextFactory<FleetDbContext> dbFactory, ILogFollowers 
     /// Why: "newest first, at most N" lets PostgreSQL walk the time index backwards and test each row's words, which is
     /// right for common words (a page is found after a few hundred rows) and wrong for rare ones — a request id, an IP,
     /// an order number, the usual first search of an incident — where it reads and tokenizes the whole window
-    /// (30 s for 1.85 M lines, docs/benchmarks.md). Its statistics cannot tell the two apart: a word too rare for the
+    /// (17–19 s for a request id or an IP in 1.85 M lines, docs/benchmarks.md "Log search latency"). Its statistics cannot tell the two apart: a word too rare for the
     /// most-common list is estimated at half the rarest listed frequency, hundreds or thousands of rows.
     /// </para>
     /// <para>
@@ -198,7 +199,9 @@ sealed class LogsApi(IDbContextFactory<FleetDbContext> dbFactory, ILogFollowers 
     static async Task<List<LogEntryRecord>?> FewMatchesAsync(FleetDbContext db, IQueryable<LogEntryRecord> entries, bool oldestFirst, int take, int cap,
         CancellationToken cancellationToken)
     {
-        await using var tx = await db.Database.BeginTransactionAsync(cancellationToken);
+        // Repeatable read: the rows read by id are those the keys came from (a retention pass deleting some in between
+        // would otherwise shorten the page and end the paging early).
+        await using var tx = await db.Database.BeginTransactionAsync(System.Data.IsolationLevel.RepeatableRead, cancellationToken);
         await db.Database.ExecuteSqlRawAsync("SET LOCAL enable_seqscan = off; SET LOCAL enable_indexscan = off; SET LOCAL enable_indexonlyscan = off", cancellationToken);
         var keys = await entries.Select(e => new { e.Time, e.Id }).Take(cap + 1).ToListAsync(cancellationToken);
         if (keys.Count > cap) return null;
