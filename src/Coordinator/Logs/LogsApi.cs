@@ -162,8 +162,9 @@ sealed class LogsApi(IDbContextFactory<FleetDbContext> dbFactory, ILogFollowers 
                 ? entries.Where(e => e.Time > t || (e.Time == t && e.Id > id))
                 : entries.Where(e => e.Time < t || (e.Time == t && e.Id < id));
         // A query of only -exclusions matches most lines: straight to the ordered walk.
-        var rows = filter.Query.Length > 0 && filter.Terms.Any(t => !t.Exclude) && db.Database.IsNpgsql()
-            ? await FewMatchesAsync(db, entries, request.OldestFirst, limit + 1, options.Value.SearchCandidates, context.CancellationToken)
+        var words = string.Join(' ', filter.Terms.Where(t => !t.Exclude).Select(t => t.Text));
+        var rows = words.Length > 0 && db.Database.IsNpgsql()
+            ? await FewMatchesAsync(db, entries, words, request.OldestFirst, limit + 1, options.Value.SearchCandidates, context.CancellationToken)
             : null;
         rows ??= await InOrder(entries, request.OldestFirst).Take(limit + 1).ToListAsync(context.CancellationToken);
 
@@ -174,6 +175,12 @@ sealed class LogsApi(IDbContextFactory<FleetDbContext> dbFactory, ILogFollowers 
         if (rows.Count > limit) response.NextPageToken = PageToken.Format(rows[limit - 1].Time, rows[limit - 1].Id);
         return response;
     }
+
+    /// <summary>
+    /// A lexeme in at least this share of the indexed lines is common: the time walk meets one every 200 lines or less.
+    /// (PostgreSQL's most-common list at the default statistics target ends at about 0.5 %.)
+    /// </summary>
+    const double CommonFrequency = 0.005;
 
     static IOrderedQueryable<LogEntryRecord> InOrder(IQueryable<LogEntryRecord> entries, bool oldestFirst) => oldestFirst
         ? entries.OrderBy(e => e.Time).ThenBy(e => e.Id)
@@ -195,13 +202,27 @@ sealed class LogsApi(IDbContextFactory<FleetDbContext> dbFactory, ILogFollowers 
     /// More: the words are common, and the caller runs the ordered query, whose walk then meets a match at least every
     /// window/cap rows.
     /// </para>
+    /// <para>
+    /// Known-common words skip that first step, which would read their whole posting list only to give up: when every
+    /// lexeme of the query's wanted <paramref name="words"/> is in the text index's most-common list (its statistics,
+    /// from the last ANALYZE) with a frequency of at least <see cref="CommonFrequency"/>, null at once. A single rare or
+    /// unlisted lexeme (ANDed by the query) keeps the first step; no statistics yet keeps it too.
+    /// </para>
     /// </summary>
-    static async Task<List<LogEntryRecord>?> FewMatchesAsync(FleetDbContext db, IQueryable<LogEntryRecord> entries, bool oldestFirst, int take, int cap,
-        CancellationToken cancellationToken)
+    static async Task<List<LogEntryRecord>?> FewMatchesAsync(FleetDbContext db, IQueryable<LogEntryRecord> entries, string words, bool oldestFirst,
+        int take, int cap, CancellationToken cancellationToken)
     {
         // Repeatable read: the rows read by id are those the keys came from (a retention pass deleting some in between
         // would otherwise shorten the page and end the paging early).
         await using var tx = await db.Database.BeginTransactionAsync(System.Data.IsolationLevel.RepeatableRead, cancellationToken);
+        var common = await db.Database.SqlQuery<bool?>($"""
+            SELECT bool_and(coalesce(s.freq, 0) >= {CommonFrequency}) AS "Value"
+            FROM unnest(tsvector_to_array(to_tsvector('simple', {words}))) AS l(lexeme)
+            LEFT JOIN LATERAL (
+                SELECT f.freq FROM pg_stats ps, unnest(ps.most_common_elems::text::text[], ps.most_common_elem_freqs) AS f(elem, freq)
+                WHERE ps.schemaname = current_schema() AND ps.tablename = 'ix_log_entries_message_fts' AND f.elem = l.lexeme) s ON true
+            """).SingleAsync(cancellationToken);
+        if (common == true) return null;
         await db.Database.ExecuteSqlRawAsync("SET LOCAL enable_seqscan = off; SET LOCAL enable_indexscan = off; SET LOCAL enable_indexonlyscan = off", cancellationToken);
         var keys = await entries.Select(e => new { e.Time, e.Id }).Take(cap + 1).ToListAsync(cancellationToken);
         if (keys.Count > cap) return null;
