@@ -48,12 +48,13 @@ public sealed class ChecklistCatalogTests
     [InlineData(null, "cannot be read")]
     public void BadDefinitionFile_StopsTheCoordinator_NamingTheSettingAndItem(string? yaml, string expected)
     {
-        using var coordinator = new CoordinatorFactory(Store.Sqlite);
-        var path = Path.Combine(coordinator.DataDirectory, "checklists.yaml");
-        if (yaml is not null) File.WriteAllText(path, yaml);
-        coordinator.With("Fleet:Checklists:File", path);
-
-        var error = Assert.ThrowsAny<Exception>(() => coordinator.CreateClient());
+        var error = CoordinatorFactory.StartFailure(() =>
+        {
+            var coordinator = new CoordinatorFactory(Store.Sqlite);
+            var path = Path.Combine(coordinator.DataDirectory, "checklists.yaml");
+            if (yaml is not null) File.WriteAllText(path, yaml);
+            return coordinator.With("Fleet:Checklists:File", path);
+        });
         var messages = string.Join(" | ", Flatten(error).Select(e => e.Message));
         Assert.Contains("Fleet:Checklists:File", messages);
         Assert.Contains(expected, messages);

@@ -38,6 +38,24 @@ public sealed class CoordinatorFactory : WebApplicationFactory<Program>
 
     public string DataDirectory => data.Path;
 
+    /// <summary>
+    /// The exception the coordinator's start fails with (bad configuration). WebApplicationFactory can lose it: the app's
+    /// own thread fails its start and disposes the host while the test thread's DeferredHost.StartAsync has yet to read the
+    /// host's IHostApplicationLifetime, which then throws ObjectDisposedException instead (seen in a CI loop; the same
+    /// race as dotnet/aspnetcore#33494). Then the start is tried again with a new factory from <paramref name="create"/>,
+    /// at most three times; any other outcome is returned as it is.
+    /// </summary>
+    public static Exception StartFailure(Func<CoordinatorFactory> create)
+    {
+        for (var attempt = 1; ; attempt++)
+        {
+            using var factory = create();
+            var error = Assert.ThrowsAny<Exception>(() => factory.Server);
+            var lost = error is ObjectDisposedException && (error.StackTrace ?? "").Contains("DeferredHost", StringComparison.Ordinal);
+            if (!lost || attempt == 3) return error;
+        }
+    }
+
     public CoordinatorFactory With(string key, string? value)
     {
         settings[key] = value;
