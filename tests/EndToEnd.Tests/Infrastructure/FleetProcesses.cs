@@ -27,7 +27,7 @@ public sealed class CoordinatorProcess : IAsyncDisposable
     /// <summary>Waits for the process to end on its own (a crash point) and forgets it, so it can be started again; returns its output.</summary>
     public async Task<string> WaitForExitAsync(TimeSpan timeout)
     {
-        await Eventually.UntilAsync(() => Process.HasExited, "the coordinator to exit", timeout);
+        await Process.WaitForExitAsync(timeout); // also drains the output readers: the last lines are often the point
         var output = Process.Output;
         await Process.DisposeAsync();
         process = null;
@@ -83,12 +83,28 @@ public sealed class CoordinatorProcess : IAsyncDisposable
         }
     }
 
-    async Task StartOnceAsync()
+    /// <summary>
+    /// Starts the process without waiting for it to be ready, for a test that expects it to end on its own (a crash
+    /// point it may reach before a readiness probe gets an answer); <see cref="WaitForExitAsync"/> then collects it.
+    /// </summary>
+    public static CoordinatorProcess Launch(Dictionary<string, string?> settings, string workingDirectory)
+    {
+        var coordinator = new CoordinatorProcess(settings, workingDirectory);
+        coordinator.process = coordinator.Spawn();
+        return coordinator;
+    }
+
+    ChildProcess Spawn()
     {
         var env = settings.ToDictionary(kv => kv.Key.Replace(":", "__", StringComparison.Ordinal), kv => kv.Value);
         env["Fleet__Listen__RestPort"] = RestPort.ToString(CultureInfo.InvariantCulture);
         env["Fleet__Listen__GrpcPort"] = GrpcPort.ToString(CultureInfo.InvariantCulture);
-        var started = ChildProcess.StartDotnet("coordinator", RepoPaths.Coordinator, [], env, workingDirectory);
+        return ChildProcess.StartDotnet("coordinator", RepoPaths.Coordinator, [], env, workingDirectory);
+    }
+
+    async Task StartOnceAsync()
+    {
+        var started = Spawn();
         process = started;
         using var http = new HttpClient { Timeout = TimeSpan.FromSeconds(2) };
         // Ends as soon as the process is ready or has exited (an exit fails the start at once, with its output).
