@@ -220,7 +220,7 @@ sealed class LogsApi(IDbContextFactory<FleetDbContext> dbFactory, ILogFollowers 
             FROM unnest(tsvector_to_array(to_tsvector('simple', {words}))) AS l(lexeme)
             LEFT JOIN LATERAL (
                 SELECT f.freq FROM pg_stats ps, unnest(ps.most_common_elems::text::text[], ps.most_common_elem_freqs) AS f(elem, freq)
-                WHERE ps.schemaname = current_schema() AND ps.tablename = 'ix_log_entries_message_fts' AND f.elem = l.lexeme) s ON true
+                WHERE ps.schemaname = current_schema() AND ps.tablename = {LogsIndexMerger.IndexName} AND f.elem = l.lexeme) s ON true
             """).SingleAsync(cancellationToken);
         if (common == true) return null;
         await db.Database.ExecuteSqlRawAsync("SET LOCAL enable_seqscan = off; SET LOCAL enable_indexscan = off; SET LOCAL enable_indexonlyscan = off", cancellationToken);

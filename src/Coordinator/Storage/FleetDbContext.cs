@@ -58,7 +58,7 @@ public sealed class PostgresFleetDbContext(DbContextOptions<PostgresFleetDbConte
         modelBuilder.Entity<Metrics.MetricSampleRecord>().HasIndex(m => m.Time).HasMethod("brin");
         // Full-text search of log messages (SearchLogs q): a GIN index on the expression the query uses.
         modelBuilder.Entity<Logs.LogEntryRecord>().HasIndex(e => e.Message).HasMethod("GIN").IsTsVectorExpressionIndex("simple")
-            .HasDatabaseName("ix_log_entries_message_fts");
+            .HasDatabaseName(Logs.LogsIndexMerger.IndexName);
     }
 }
 
